@@ -1,0 +1,1 @@
+"""The AURA-X job and command-line package (runs in the Batch image and on laptops)."""

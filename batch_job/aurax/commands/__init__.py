@@ -1,0 +1,1 @@
+"""`aurax` subcommands, one module each (see aurax.cli)."""

@@ -1,0 +1,1 @@
+"""Building the training set from MagnaTagATune, and reading it back."""

@@ -1,0 +1,119 @@
+"""Loading MusicGen: the real `facebook/musicgen-small` from the Hugging Face hub (or a local copy), or a
+tiny randomly initialised one with the same architecture for tests and `aurax local`.
+
+Everything here imports torch and transformers: call it from job code only, never from Lambda code.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+import torch
+from aurax_contracts import TINY_MODEL_ID
+from transformers import (EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, MusicgenForConditionalGeneration,
+                          PreTrainedTokenizerBase, T5Config)
+
+log = logging.getLogger(__name__)
+
+#: Tiny model sizes: seconds per epoch on a laptop CPU, same code paths as musicgen-small.
+TINY_CODEBOOK_SIZE = 64
+TINY_TEXT_VOCAB = 260  # 256 bytes + pad, eos, unk, spare
+
+
+@dataclass(frozen=True)
+class CodecInfo:
+    """What the dataset and training need to know about the model's EnCodec."""
+
+    sample_rate: int
+    frame_rate: float
+    num_codebooks: int
+    codebook_size: int
+
+
+def tiny_musicgen_config() -> MusicgenConfig:
+    text = T5Config(vocab_size=TINY_TEXT_VOCAB, d_model=64, d_ff=128, num_layers=2, num_heads=4, d_kv=16,
+                    decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    # 4 codebooks of 64 entries at 50 frames/s is 4 x 6 bit x 50 = 1.2 kbit/s.
+    codec = EncodecConfig(sampling_rate=32000, audio_channels=1, num_filters=4, codebook_size=TINY_CODEBOOK_SIZE,
+                          codebook_dim=16, hidden_size=16, upsampling_ratios=[8, 5, 4, 4], num_residual_layers=1,
+                          num_lstm_layers=1, target_bandwidths=[1.2], use_causal_conv=False,
+                          norm_type="weight_norm", normalize=False)
+    decoder = MusicgenDecoderConfig(vocab_size=TINY_CODEBOOK_SIZE, hidden_size=64, num_hidden_layers=2,
+                                    num_attention_heads=4, ffn_dim=128, num_codebooks=4,
+                                    pad_token_id=TINY_CODEBOOK_SIZE, bos_token_id=TINY_CODEBOOK_SIZE,
+                                    decoder_start_token_id=TINY_CODEBOOK_SIZE, max_position_embeddings=4096)
+    return MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=codec.to_dict(), decoder=decoder.to_dict())
+
+
+def _with_decoder_start(model: MusicgenForConditionalGeneration) -> MusicgenForConditionalGeneration:
+    # The labels path reads config.decoder.decoder_start_token_id; a config assembled from parts may lack it.
+    decoder = model.config.decoder
+    if getattr(decoder, "decoder_start_token_id", None) is None:
+        decoder.decoder_start_token_id = decoder.pad_token_id
+    return model
+
+
+def load_musicgen(model_id: str, attention: str = "eager", seed: int = 0) -> MusicgenForConditionalGeneration:
+    """The pretrained model (or the tiny random one for `TINY_MODEL_ID`), in eval mode, on the CPU."""
+    if model_id == TINY_MODEL_ID:
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)  # the tiny "pretrained" weights are a pure function of the seed
+        config = tiny_musicgen_config()
+        config._attn_implementation = attention
+        model = MusicgenForConditionalGeneration(config)
+        torch.random.set_rng_state(generator_state)
+    else:
+        log.info("loading %s from the Hugging Face hub (or its local cache)", model_id)
+        model = MusicgenForConditionalGeneration.from_pretrained(model_id, attn_implementation=attention)
+    return _with_decoder_start(model).eval()
+
+
+def load_tokenizer(model_id: str) -> PreTrainedTokenizerBase:
+    """The T5 tokenizer of the model; the tiny model uses a byte-level tokenizer built offline."""
+    if model_id == TINY_MODEL_ID:
+        return _byte_tokenizer()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_id)
+
+
+def _byte_tokenizer() -> PreTrainedTokenizerBase:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    # ByteLevel maps each byte to one printable character; give each of those characters its byte's id.
+    table = _bytes_to_unicode()
+    core = Tokenizer(models.WordLevel(vocab={**{"<pad>": 0, "</s>": 1, "<unk>": 2},
+                                             **{table[b]: 3 + b for b in range(256)}}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+                                                  pre_tokenizers.Split("", behavior="isolated")])
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                                   model_max_length=256)
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character map (what the ByteLevel pre-tokenizer emits)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, (chr(c) for c in chars), strict=True))
+
+
+def codec_info(model: MusicgenForConditionalGeneration) -> CodecInfo:
+    codec = model.config.audio_encoder
+    return CodecInfo(sample_rate=int(codec.sampling_rate), frame_rate=float(codec.frame_rate),
+                     num_codebooks=int(model.config.decoder.num_codebooks), codebook_size=int(codec.codebook_size))
+
+
+def encode_audio(model: MusicgenForConditionalGeneration, waveform: torch.Tensor) -> torch.Tensor:
+    """Mono waveform (batch, samples) at the codec's rate -> codes (batch, num_codebooks, frames), int64."""
+    with torch.inference_mode():
+        out = model.audio_encoder.encode(waveform.unsqueeze(1))
+    codes = out.audio_codes  # (chunks=1, batch, codebooks, frames)
+    return codes[0, :, : model.config.decoder.num_codebooks]

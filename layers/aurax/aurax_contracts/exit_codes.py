@@ -1,0 +1,102 @@
+"""The one retry/exit-code contract shared by the job, Batch `evaluateOnExit` and Step Functions.
+
+Batch retries a job only for spot reclaims and for `INTERRUPTED` (the job wrote an emergency checkpoint);
+everything else exits at once, and Step Functions classifies the failure instead of retrying it, so no
+failure is retried twice or not at all.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+
+class JobExit(IntEnum):
+    """Process exit codes of `aurax job ...` (values follow sysexits.h where one fits)."""
+
+    SUCCEEDED = 0
+    ERROR = 1  # an unexpected bug: not retried, a person must look
+    BAD_CONFIG = 64  # EX_USAGE: the run config or arguments are wrong
+    BAD_INPUT = 65  # EX_DATAERR: dataset, manifest or checkpoint is missing or corrupt
+    INTERRUPTED = 75  # EX_TEMPFAIL: emergency checkpoint written; Batch retries and the job resumes
+    DIVERGED = 76  # NaN/Inf loss or collapsing loss scale; last good checkpoint kept
+    OVER_BUDGET = 77  # the job saw the budget guard's stop flag
+    PREFLIGHT_FAILED = 78  # a preflight check failed; nothing was spent on training
+
+
+class AbortReason(StrEnum):
+    """Why a run stopped early; the state machine and reports use these words."""
+
+    DIVERGED = "diverged"
+    OVER_BUDGET = "over-budget"
+    IDLE = "idle"
+    BAD_CONFIG = "bad-config"
+    BAD_INPUT = "bad-input"
+    PREFLIGHT_FAILED = "preflight-failed"
+    RETRIES_EXHAUSTED = "retries-exhausted"
+    JOB_FAILED = "job-failed"
+    NO_GO = "no-go"
+
+
+#: Prefix of the reason the control plane gives `batch:TerminateJob`, so Batch never retries its own kills.
+TERMINATE_REASON_PREFIX = "aurax:"
+
+#: Batch job attempts (Batch allows 1-10). Exhausting them on interruptions sends the state machine round
+#: again from the last checkpoint, so a run of weeks is not limited by this number.
+BATCH_ATTEMPTS = 10
+
+EXIT_TO_REASON: dict[JobExit, AbortReason] = {
+    JobExit.ERROR: AbortReason.JOB_FAILED,
+    JobExit.BAD_CONFIG: AbortReason.BAD_CONFIG,
+    JobExit.BAD_INPUT: AbortReason.BAD_INPUT,
+    JobExit.INTERRUPTED: AbortReason.RETRIES_EXHAUSTED,
+    JobExit.DIVERGED: AbortReason.DIVERGED,
+    JobExit.OVER_BUDGET: AbortReason.OVER_BUDGET,
+    JobExit.PREFLIGHT_FAILED: AbortReason.PREFLIGHT_FAILED,
+}
+
+
+def terminate_reason(reason: AbortReason, detail: str) -> str:
+    """The `reason` string for `batch:TerminateJob` (Batch caps it; keep it short)."""
+    return f"{TERMINATE_REASON_PREFIX}{reason.value}: {detail}"[:250]
+
+
+def batch_retry_strategy() -> dict[str, object]:
+    """The `RetryStrategy` every job definition uses (template.yaml must equal this; a test checks it).
+
+    Order matters: Batch applies the first matching rule, and retries when none matches, hence the final
+    catch-all EXIT.
+    """
+    return {
+        "Attempts": BATCH_ATTEMPTS,
+        "EvaluateOnExit": [
+            {"OnStatusReason": f"{TERMINATE_REASON_PREFIX}*", "Action": "EXIT"},
+            {"OnStatusReason": "Host EC2*", "Action": "RETRY"},
+            {"OnExitCode": str(int(JobExit.INTERRUPTED)), "Action": "RETRY"},
+            {"OnReason": "*", "Action": "EXIT"},
+        ],
+    }
+
+
+def classify_failure(exit_code: int | None, status_reason: str | None) -> AbortReason:
+    """Why a Batch job that Step Functions saw fail stopped.
+
+    A control-plane termination carries its reason in the status reason; otherwise the job's own exit code
+    says; a job killed with no exit code (spot reclaim on its last attempt) counts as exhausted retries.
+    """
+    if status_reason and status_reason.startswith(TERMINATE_REASON_PREFIX):
+        word = status_reason[len(TERMINATE_REASON_PREFIX):].split(":", 1)[0].strip()
+        try:
+            return AbortReason(word)
+        except ValueError:
+            return AbortReason.JOB_FAILED
+    if exit_code is None:
+        return AbortReason.RETRIES_EXHAUSTED if status_reason and status_reason.startswith("Host EC2") \
+            else AbortReason.JOB_FAILED
+    try:
+        return EXIT_TO_REASON.get(JobExit(exit_code), AbortReason.JOB_FAILED)
+    except ValueError:
+        return AbortReason.JOB_FAILED
+
+
+#: Abort reasons after which the state machine submits the job again from its last checkpoint.
+RESUMABLE = frozenset({AbortReason.RETRIES_EXHAUSTED})

@@ -1,0 +1,47 @@
+"""Payloads between the state machine and its Lambda tasks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from .base import Contract
+from .exit_codes import AbortReason
+
+
+class ExecutionInput(Contract):
+    """What `aurax start` passes to the state machine."""
+
+    run_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$")
+    config_uri: str = Field(pattern=r"^s3://[^/]+/.+")
+
+
+class RunPlan(Contract):
+    """`plan_run`'s output: everything later states need, derived once from the validated config."""
+
+    run_id: str
+    config_uri: str
+    run_uri: str
+    dataset_uri: str
+    dataset_ready: bool
+    """A manifest for the same dataset fingerprint exists: skip the prepare job."""
+    decision_epoch: Annotated[int, Field(ge=1)]
+    total_epochs: Annotated[int, Field(ge=1)]
+
+
+class FailureInput(Contract):
+    """`classify_failure`'s input: the run and the Step Functions error of a failed Batch task."""
+
+    run_id: str
+    stage: Literal["preflight", "prepare", "train", "evaluate"]
+    error: str = Field(alias="Error")
+    cause: str = Field(default="", alias="Cause")
+
+
+class FailureVerdict(Contract):
+    run_id: str
+    stage: str
+    reason: AbortReason
+    resumable: bool
+    detail: str
