@@ -68,6 +68,8 @@ class CheckpointManifest(Contract):
     """Examples of this epoch's permutation already consumed."""
     epoch_complete: bool = False
     world_size: Annotated[int, Field(ge=1)] = 1
+    val_loss: Annotated[float, Field(ge=0)] | None = None
+    """Validation loss measured at this checkpoint (epoch-end checkpoints); the evaluation reports it."""
     files: dict[str, CheckpointFile] = Field(min_length=1)
     trigger: Literal["interval", "steps", "epoch", "interruption", "final"]
     code_version: str

@@ -30,13 +30,20 @@ class RunPlan(Contract):
     total_epochs: Annotated[int, Field(ge=1)]
 
 
+class TaskError(Contract):
+    """What a Step Functions Catch puts at its ResultPath."""
+
+    Error: str
+    Cause: str = ""
+    """For a failed `batch:submitJob.sync`, the job description as JSON (status reason, exit code)."""
+
+
 class FailureInput(Contract):
-    """`classify_failure`'s input: the run and the Step Functions error of a failed Batch task."""
+    """`classify_failure`'s input: the run and the Step Functions error of a failed task."""
 
     run_id: str
     stage: Literal["preflight", "prepare", "train", "evaluate"]
-    error: str = Field(alias="Error")
-    cause: str = Field(default="", alias="Cause")
+    failure: TaskError
 
 
 class FailureVerdict(Contract):
