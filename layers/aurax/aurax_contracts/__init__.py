@@ -14,7 +14,7 @@ from .exit_codes import AbortReason, JobExit, batch_retry_strategy, classify_fai
 from .layout import RunLayout
 from .metrics import METRIC_RECORD, MetricRecord, dump_metric_line, parse_metric_line
 from .state import AttemptCost, CostLedger, RunState
-from .workflow import ExecutionInput, FailureInput, FailureVerdict, RunPlan
+from .workflow import ExecutionInput, FailureInput, FailureVerdict, RunPlan, StopRequest, TaskError
 
 __all__ = [
     "EVENT_SOURCE", "METRIC_RECORD", "MUSICGEN_SMALL", "TINY_MODEL_ID", "AbortReason", "AlertDetail",
@@ -22,6 +22,6 @@ __all__ = [
     "ContractError", "CostLedger", "Criterion", "DatasetManifest", "Decision", "DecisionDetail", "DetailType",
     "EvalReport", "ExecutionInput", "FailureInput", "FailureVerdict", "JobExit", "MetricRecord",
     "ModelPromotedDetail", "Provenance", "RunAbortedDetail", "RunConfig", "RunLayout", "RunPlan", "RunState",
-    "Severity", "ShardInfo", "batch_retry_strategy", "classify_failure", "describe_validation_error",
+    "Severity", "ShardInfo", "StopRequest", "TaskError", "batch_retry_strategy", "classify_failure", "describe_validation_error",
     "dump_metric_line", "load_run_config", "parse_metric_line", "parse_run_config",
 ]

@@ -46,6 +46,11 @@ class RunLayout:
         return join(self.eval_uri(point), "report.json")
 
     @property
+    def stop_request_uri(self) -> str:
+        """Written by the control plane to ask a running job to checkpoint and stop (`StopRequest`)."""
+        return join(self.run_uri, "control", "stop.json")
+
+    @property
     def reports_uri(self) -> str:
         return join(self.run_uri, "reports")
 

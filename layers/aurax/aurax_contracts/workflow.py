@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from .base import Contract
 from .exit_codes import AbortReason
@@ -52,3 +52,12 @@ class FailureVerdict(Contract):
     reason: AbortReason
     resumable: bool
     detail: str
+
+
+class StopRequest(Contract):
+    """Asks a running job to save a checkpoint and exit with the reason's exit code. The control plane writes
+    it before terminating the Batch job, so the job stops cleanly wherever it runs (AWS or a laptop)."""
+
+    reason: Literal[AbortReason.DIVERGED, AbortReason.OVER_BUDGET, AbortReason.IDLE]
+    detail: str
+    requested_at: AwareDatetime
