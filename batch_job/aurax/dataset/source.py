@@ -1,0 +1,165 @@
+"""Where MagnaTagATune comes from: the MTAT web site, an `s3://` prefix or a local folder.
+
+Each holds `annotations_final.csv` and the audio as either the split zip `mp3.zip.001`-`.003` or the
+already-extracted folders `0`-`9`, `a`-`f`. Downloads from the web site land in a local work folder and, when
+a cache URI is given (an S3 prefix on AWS), are copied there once complete, with a sha256 beside each part,
+so that a later run (a new Batch instance) never downloads from the site again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import zipfile
+from pathlib import Path
+from typing import Protocol
+
+from aurax_contracts.config import MTAT_BASE_URL
+from aurax_contracts.layout import join
+
+from .. import storage
+from ..errors import InputError
+from .download import RetryPolicy, download
+from .parts import ConcatenatedFile
+
+log = logging.getLogger(__name__)
+
+ANNOTATIONS_NAME = "annotations_final.csv"
+PART_NAMES = ("mp3.zip.001", "mp3.zip.002", "mp3.zip.003")
+#: Sizes of the published parts (bytes); the site publishes no checksums, the zip's CRC-32s check content.
+MTAT_PART_SIZES = {"mp3.zip.001": 1_100_000_000, "mp3.zip.002": 1_100_000_000, "mp3.zip.003": 772_769_864}
+
+
+class AudioStore(Protocol):
+    description: str
+
+    def read(self, mp3_path: str) -> bytes | None:
+        """The mp3's bytes, or None when the source has no such file. May raise on corrupt data."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ZipAudioStore:
+    """mp3s read straight out of the split zip."""
+
+    def __init__(self, parts: list[Path]) -> None:
+        self.description = f"zip parts {', '.join(p.name for p in parts)} in {parts[0].parent}"
+        self._file = ConcatenatedFile(parts)
+        try:
+            self._zip = zipfile.ZipFile(io.BufferedReader(self._file, buffer_size=1 << 20))
+        except (zipfile.BadZipFile, OSError) as exc:
+            self._file.close()
+            sizes = ", ".join(f"{p.name}: {p.stat().st_size} B" for p in parts)
+            raise InputError(f"{self.description} do not form a valid zip ({exc}); a part is truncated or "
+                             f"corrupt ({sizes}); delete it from the source or cache and run again") from exc
+        # Index by `folder/file.mp3` whatever directory the archive puts the folders in.
+        self._names = {"/".join(name.split("/")[-2:]): name for name in self._zip.namelist()
+                       if name.endswith(".mp3")}
+
+    def read(self, mp3_path: str) -> bytes | None:
+        name = self._names.get(mp3_path)
+        return None if name is None else self._zip.read(name)  # BadZipFile on a CRC mismatch
+
+    def close(self) -> None:
+        self._zip.close()
+        self._file.close()
+
+
+class FolderAudioStore:
+    """mp3s in extracted folders under a local path or an S3 prefix."""
+
+    def __init__(self, root_uri: str) -> None:
+        self.description = f"extracted folders under {root_uri}"
+        self._root = root_uri
+
+    def read(self, mp3_path: str) -> bytes | None:
+        uri = join(self._root, mp3_path)
+        return storage.read_bytes(uri) if storage.exists(uri) else None
+
+    def close(self) -> None:
+        pass
+
+
+class MtatSource:
+    def __init__(self, source_uri: str, work_dir: Path, cache_uri: str | None = None,
+                 retry: RetryPolicy = RetryPolicy()) -> None:
+        self.uri = source_uri
+        self.is_web = source_uri.startswith(("http://", "https://"))
+        # One folder per source so that files from two sources never mix.
+        self.work_dir = work_dir / hashlib.sha256(source_uri.rstrip("/").encode()).hexdigest()[:12]
+        self.cache_uri = cache_uri if self.is_web else None
+        self.retry = retry
+
+    def annotations(self) -> tuple[bytes, str]:
+        """The annotations file's bytes and where they came from."""
+        if not self.is_web:
+            uri = join(self.uri, ANNOTATIONS_NAME)
+            if not storage.exists(uri):
+                raise InputError(f"no {ANNOTATIONS_NAME} at {uri}; --source must be the folder or prefix holding "
+                                 "MagnaTagATune's annotations_final.csv and mp3 parts or folders")
+            return storage.read_bytes(uri), uri
+        return self._web_file(ANNOTATIONS_NAME, expected_size=None).read_bytes(), join(self.uri, ANNOTATIONS_NAME)
+
+    def audio(self) -> AudioStore:
+        if self.is_web:
+            official = self.uri.rstrip("/") == MTAT_BASE_URL.rstrip("/")
+            return ZipAudioStore([self._web_file(n, MTAT_PART_SIZES[n] if official else None) for n in PART_NAMES])
+        present = [n for n in PART_NAMES if storage.exists(join(self.uri, n))]
+        if not present:
+            return FolderAudioStore(self.uri)
+        if len(present) != len(PART_NAMES):
+            missing = sorted(set(PART_NAMES) - set(present))
+            raise InputError(f"{self.uri} has {', '.join(present)} but not {', '.join(missing)}; copy every part "
+                             "of mp3.zip (or the extracted folders 0-9, a-f) there")
+        return ZipAudioStore([self._local_copy(n) for n in PART_NAMES])
+
+    def _local_copy(self, name: str) -> Path:
+        """A local path of a part held at a local or S3 source (S3 parts are downloaded once)."""
+        loc = storage.parse_uri(join(self.uri, name))
+        if loc.scheme == "file":
+            return Path(loc.key)
+        path = self.work_dir / name
+        if not path.is_file():  # boto writes to a temporary name and renames when complete
+            log.info("copying %s to %s", loc.uri, path)
+            storage.download_file(loc.uri, path)
+        return path
+
+    def _web_file(self, name: str, expected_size: int | None) -> Path:
+        """A complete local copy of a file of the web source: from the work folder, else the cache, else the
+        site (resuming a partial download)."""
+        path = self.work_dir / name
+        if path.is_file() and (expected_size is None or path.stat().st_size == expected_size):
+            return path
+        if self.cache_uri and self._restore_from_cache(name, path, expected_size):
+            return path
+        download(join(self.uri, name), path, expected_size, self.retry)
+        if self.cache_uri:
+            digest = _sha256_file(path)
+            storage.upload_file(path, join(self.cache_uri, name))
+            storage.write_text(join(self.cache_uri, f"{name}.sha256"), digest)  # written after the part
+            log.info("cached %s at %s", name, self.cache_uri)
+        return path
+
+    def _restore_from_cache(self, name: str, path: Path, expected_size: int | None) -> bool:
+        assert self.cache_uri is not None
+        checksum_uri = join(self.cache_uri, f"{name}.sha256")
+        if not storage.exists(checksum_uri):  # no checksum: the part's upload never finished
+            return False
+        storage.download_file(join(self.cache_uri, name), path)
+        size_ok = expected_size is None or path.stat().st_size == expected_size
+        if size_ok and _sha256_file(path) == storage.read_text(checksum_uri).strip():
+            log.info("%s restored from the cache %s", name, self.cache_uri)
+            return True
+        log.warning("cached %s fails its size or sha256 check; downloading it again", name)
+        path.unlink()
+        return False
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,523 @@
+"""The narrow patches that make moto 5.2.5 run this pipeline in one process.
+
+moto's Step Functions interpreter (`config={"stepfunctions": {"execute_state_machine": True}}`) runs the real
+ASL, but on its own it cannot run this pipeline: (facts in shared/notes/local-aws.md)
+
+1. `batch:submitJob.sync` fails with `States.Runtime 'JobName'` (moto issue 10076): the Batch task does not
+   convert the ASL's PascalCase parameters to boto's names, nor the response back. Patched: the Batch task's
+   `_normalise_parameters` / `_normalise_response` use the converters every other moto task uses, with the
+   botocore operation model of the call.
+2. The simple Lambda backend (`{"lambda": {"use_docker": False}}`) echoes the payload instead of running the
+   function, and S3 notifications invoke functions through Docker. Patched: every invocation imports the
+   function's deployed code (its zip, and its layers on `sys.path`) and calls the real handler in this process
+   with the function's environment; an exception becomes an `Unhandled` function error whose `errorType` is the
+   exception's class name, so `Catch` by error name works as on AWS.
+3. The simple Batch backend (`{"batch": {"use_docker": False}}`) marks every job SUCCEEDED at once, and never
+   retries. Patched: each job runs on its own thread through a pluggable `BatchRunner` (`aurax local` runs the
+   job's command as a subprocess; tests pass fakes), attempt after attempt as the job definition's
+   `retryStrategy.evaluateOnExit` says. `TerminateJob` reaches the runner, which stops the attempt.
+4. moto's `Job.describe` appends the job definition's environment to the job's overrides on every call (the
+   list grows with each `.sync` poll). Patched: the merge builds a new list.
+5. Wait states and Retry intervals really sleep, and `.sync` tasks poll every 0.5 s. Patched: waits and retry
+   backoff return at once; `.sync` polls every `sync_poll_seconds`.
+
+Use `patched_moto(...)` (or `LocalAwsPatches` as a context manager) inside `mock_aws(config=MOTO_CONFIG)`;
+leaving it removes every patch and stops the job threads, so tests can install it many times in one process.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any, Literal, NamedTuple
+from unittest import mock
+
+logger = logging.getLogger(__name__)
+
+#: The moto configuration the pipeline needs: the executing Step Functions backend, and the simple Lambda and
+#: Batch backends (no Docker) that these patches make run real code.
+MOTO_CONFIG: dict[str, dict[str, bool]] = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+    "batch": {"use_docker": False},
+}
+
+#: `statusReason` of an attempt whose spot instance was reclaimed (the text AWS Batch gives).
+SPOT_RECLAIM_REASON = "Host EC2 (instance i-0aurax0local0) terminated."
+TIMEOUT_REASON = "Job attempt duration exceeded timeout"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Batch
+# --------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BatchJobRun:
+    """One attempt of one Batch job, as the container would see it."""
+
+    job_id: str
+    job_name: str
+    job_queue: str
+    job_definition: str
+    """The job definition's name."""
+    attempt: int
+    """1 for the first attempt (`AWS_BATCH_JOB_ATTEMPT`)."""
+    command: list[str]
+    """The container command with every `Ref::name` replaced by its parameter."""
+    environment: dict[str, str]
+    """Job definition environment, then the submission's overrides, then `AWS_BATCH_JOB_ID` and
+    `AWS_BATCH_JOB_ATTEMPT` (what Batch sets in the container)."""
+    parameters: dict[str, str]
+    timeout_seconds: int | None
+    stop_reason: Callable[[], str | None] = field(compare=False, repr=False)
+    """The `TerminateJob` reason once someone terminated the job, else None: a runner polls it and stops."""
+
+
+class BatchJobResult(NamedTuple):
+    """How an attempt ended: the container's exit code (None when it was killed with no code), the job's
+    `statusReason` (e.g. `SPOT_RECLAIM_REASON`) and the container's `reason`."""
+
+    exit_code: int | None
+    status_reason: str | None = None
+    reason: str | None = None
+
+
+BatchRunner = Callable[[BatchJobRun], BatchJobResult]
+
+
+def always_succeed(run: BatchJobRun) -> BatchJobResult:
+    """A runner for tests that only need jobs to finish."""
+    return BatchJobResult(0)
+
+
+def resolve_command(command: list[str], parameters: dict[str, str]) -> list[str]:
+    """Batch's parameter substitution: a whole argument `Ref::name` becomes the parameter's value (an unknown
+    name stays as written, as on AWS)."""
+    return [str(parameters.get(arg[5:], arg)) if arg.startswith("Ref::") else arg for arg in command]
+
+
+def _glob(pattern: str, value: str) -> bool:
+    """evaluateOnExit patterns: an exact match, or a prefix match when the pattern ends with `*`."""
+    return value.startswith(pattern[:-1]) if pattern.endswith("*") else value == pattern
+
+
+def _lower_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k[:1].lower() + k[1:]: _lower_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_lower_keys(v) for v in value]
+    return value
+
+
+def batch_retry_action(strategy: dict[str, Any] | None, result: BatchJobResult) -> Literal["RETRY", "EXIT"]:
+    """What Batch does after a failed attempt: the first `evaluateOnExit` rule whose every condition matches
+    decides; with no matching rule (or no rules) Batch retries. Whether attempts remain is the caller's check."""
+    rules = _lower_keys(strategy or {}).get("evaluateOnExit") or []
+    values = {"onExitCode": "" if result.exit_code is None else str(result.exit_code),
+              "onStatusReason": result.status_reason or "", "onReason": result.reason or ""}
+    for rule in rules:
+        conditions = {k: v for k, v in rule.items() if k in values}
+        if all(_glob(str(pattern), values[key]) for key, pattern in conditions.items()):
+            return "RETRY" if str(rule.get("action", "")).upper() == "RETRY" else "EXIT"
+    return "RETRY"
+
+
+def batch_attempts(strategy: dict[str, Any] | None) -> int:
+    return max(1, int(_lower_keys(strategy or {}).get("attempts") or 1))
+
+
+@dataclass(frozen=True)
+class BatchAttemptRecord:
+    job_name: str
+    job_id: str
+    attempt: int
+    result: BatchJobResult
+
+
+class _BatchJobs:
+    """Runs each submitted job on a thread, attempt by attempt, through the runner."""
+
+    def __init__(self, runner: BatchRunner) -> None:
+        self.runner = runner
+        self.attempts: list[BatchAttemptRecord] = []
+        self._threads: list[threading.Thread] = []
+        self._jobs: list[Any] = []
+
+    def start(self, backend: Any, job: Any) -> None:
+        """Replaces `BatchSimpleBackend._mark_job_as_finished`: register the job, then run it in the background
+        (`submitJob` returns at once, as on AWS; `.sync` polls `describeJobs`)."""
+        backend._jobs[job.job_id] = job
+        job.log_stream_name = job._stream_name
+        # Snapshot what the container gets now: later describes must not change it.
+        definition = job.job_definition
+        container = _lower_keys(definition.container_properties or {})
+        overrides = _lower_keys(dict(job.container_overrides or {}))
+        environment = {e["name"]: str(e["value"]) for e in container.get("environment", [])}
+        environment.update({e["name"]: str(e["value"]) for e in overrides.get("environment", [])})
+        parameters = {k: str(v) for k, v in {**(definition.parameters or {}), **(job.parameters or {})}.items()}
+        command = resolve_command(list(overrides.get("command") or container.get("command") or []), parameters)
+        timeout = (job.timeout or definition.timeout or {}).get("attemptDurationSeconds")
+        spec = dict(environment=environment, parameters=parameters, command=command,
+                    timeout_seconds=int(timeout) if timeout else None)
+        thread = threading.Thread(target=self._run, args=(job, spec), name=f"aurax-batch-{job.job_name}",
+                                  daemon=True)
+        self._jobs.append(job)
+        self._threads.append(thread)
+        thread.start()
+
+    def _run(self, job: Any, spec: dict[str, Any]) -> None:
+        strategy = job.job_definition.retry_strategy
+        attempts = batch_attempts(strategy)
+        result = BatchJobResult(None, "never started")
+        for attempt in range(1, attempts + 1):
+            if job.stop:
+                break
+            job.job_started_at = datetime.now()
+            job.status = "RUNNING"
+            job._start_attempt()
+            run = BatchJobRun(
+                job_id=job.job_id, job_name=job.job_name, job_queue=job.job_queue.name,
+                job_definition=job.job_definition.name, attempt=attempt, command=spec["command"],
+                environment={**spec["environment"], "AWS_BATCH_JOB_ID": job.job_id,
+                             "AWS_BATCH_JOB_ATTEMPT": str(attempt), "AWS_BATCH_JQ_NAME": job.job_queue.name},
+                parameters=spec["parameters"], timeout_seconds=spec["timeout_seconds"],
+                stop_reason=lambda: job.job_stopped_reason if job.stop else None)
+            try:
+                result = self.runner(run)
+            except Exception as exc:  # a runner bug must fail the job, not hang the execution
+                logger.exception("Batch runner failed on %s attempt %d", job.job_name, attempt)
+                result = BatchJobResult(None, f"aurax local: the job runner failed: {exc}")
+            if job.stop:  # TerminateJob: the job fails with the caller's reason and is not retried
+                result = BatchJobResult(result.exit_code, job.job_stopped_reason, result.reason)
+            self.attempts.append(BatchAttemptRecord(job.job_name, job.job_id, attempt, result))
+            self._record_attempt(job, result)
+            if result.exit_code == 0 and not job.stop:
+                job.exit_code = 0
+                job._mark_stopped(success=True)
+                return
+            if job.stop or attempt == attempts or batch_retry_action(strategy, result) == "EXIT":
+                break
+            logger.info("Batch retries %s (attempt %d failed: exit %s, %s)", job.job_name, attempt,
+                        result.exit_code, result.status_reason)
+            job.status = "RUNNABLE"
+        job.exit_code = result.exit_code
+        job.job_stopped_reason = result.status_reason or f"Essential container in task exited"
+        job._mark_stopped(success=False)
+
+    @staticmethod
+    def _record_attempt(job: Any, result: BatchJobResult) -> None:
+        attempt = job.latest_attempt
+        attempt["stoppedAt"] = int(time.time() * 1000)
+        if result.status_reason:
+            attempt["statusReason"] = result.status_reason
+        if result.exit_code is not None:
+            attempt["container"]["exitCode"] = result.exit_code
+        if result.reason:
+            attempt["container"]["reason"] = result.reason
+
+    def stop_all(self, timeout_s: float = 30.0) -> None:
+        for job in self._jobs:
+            if not job.job_stopped:
+                job.terminate("aurax local: the emulation is shutting down")
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait until every job submitted so far has finished; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
+
+
+def _container_property_without_growth(job: Any, p: str, default: Any) -> Any:
+    """moto's `Job._get_container_property`, except that the environment merge builds a new list (moto
+    appends to the job's overrides on every describe)."""
+    if p != "environment":
+        return _ORIGINAL_CONTAINER_PROPERTY(job, p, default)
+    overrides = list(job.container_overrides.get("environment", default))
+    names = {e["name"] for e in overrides}
+    merged = overrides + [e for e in job.job_definition.container_properties.get("environment", default)
+                          if e["name"] not in names]
+    return merged + [{"name": "AWS_BATCH_JOB_ID", "value": job.job_id}]
+
+
+_ORIGINAL_CONTAINER_PROPERTY: Callable[..., Any]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Lambda
+# --------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LambdaContext:
+    """What a handler's `context` offers (the attributes Powertools reads)."""
+
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int
+    timeout_s: int
+    function_version: str = "$LATEST"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    @property
+    def log_stream_name(self) -> str:
+        return f"local/{self.aws_request_id}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.timeout_s - (time.monotonic() - self.started)) * 1000))
+
+
+@dataclass(frozen=True)
+class LambdaInvocation:
+    function_name: str
+    event: Any
+    error_type: str | None
+    error_message: str | None
+    seconds: float
+
+
+@contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class _InProcessLambda:
+    """Runs the deployed code of a moto Lambda function in this process.
+
+    Invocations are serialised (one lock) because a function's environment is applied to `os.environ` while
+    it runs; the lock is re-entrant so a handler whose call triggers another function (an S3 notification)
+    does not deadlock.
+    """
+
+    def __init__(self) -> None:
+        self.invocations: list[LambdaInvocation] = []
+        self._lock = threading.RLock()
+        self._workdir = tempfile.TemporaryDirectory(prefix="aurax-lambda-")
+        self._handlers: dict[tuple[str, str], Callable[..., Any]] = {}
+
+    def close(self) -> None:
+        for name in [n for n in sys.modules if n.startswith("_aurax_lambda_")]:
+            del sys.modules[name]
+        self._handlers.clear()
+        self._workdir.cleanup()
+
+    def _extract(self, name: str, code: bytes) -> Path:
+        target = Path(self._workdir.name) / name
+        if not target.exists():
+            with zipfile.ZipFile(io.BytesIO(code)) as archive:
+                archive.extractall(target)
+        return target
+
+    def _layer_paths(self, fn: Any) -> list[Path]:
+        from moto.awslambda.utils import get_backend
+
+        backend = get_backend(fn.account_id, fn.region)
+        paths = []
+        for layer in fn.layers or []:
+            version = backend._layers.get_layer_version_by_arn(layer["Arn"])
+            if version is None or not version.code_bytes:
+                raise RuntimeError(f"layer {layer['Arn']} of {fn.function_name} has no code in the emulation")
+            root = self._extract(f"layer-{version.code_sha_256[:16].replace('/', '_')}", version.code_bytes)
+            paths += [root / "python", root]  # Lambda puts /opt/python on the path; a flat zip works too
+        return paths
+
+    def _handler(self, fn: Any) -> Callable[..., Any]:
+        key = (fn.function_name, fn.code_sha_256)
+        if key in self._handlers:
+            return self._handlers[key]
+        if not fn.code_bytes or not fn.handler:
+            raise RuntimeError(f"{fn.function_name} has no zip code or no handler; aurax local runs zip functions")
+        safe = "".join(c if c.isalnum() else "_" for c in fn.function_name)
+        code_dir = self._extract(f"fn-{safe}-{fn.code_sha_256[:12].replace('/', '_')}", fn.code_bytes)
+        for path in self._layer_paths(fn):
+            if path.is_dir() and str(path) not in sys.path:
+                sys.path.append(str(path))
+        module_path, _, attribute = fn.handler.rpartition(".")
+        source = code_dir / (module_path.replace(".", "/") + ".py")
+        if not source.is_file():
+            raise RuntimeError(f"{fn.function_name}: handler module {source.name} is not in the deployed code")
+        spec = importlib.util.spec_from_file_location(f"_aurax_lambda_{safe}", source)
+        assert spec is not None and spec.loader is not None
+        module: ModuleType = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        sys.path.insert(0, str(code_dir))  # the function's own modules import as siblings, as on Lambda
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[spec.name]
+            raise
+        finally:
+            sys.path.remove(str(code_dir))
+        handler = getattr(module, attribute)
+        self._handlers[key] = handler
+        return handler
+
+    def invoke(self, fn: Any, body: Any, response_headers: dict[str, Any]) -> bytes:
+        if isinstance(body, bytes):
+            body = body.decode("utf-8")
+        event = json.loads(body) if body else {}
+        env = {**{k: str(v) for k, v in (fn.environment_vars or {}).items()},
+               "AWS_LAMBDA_FUNCTION_NAME": fn.function_name, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_size),
+               "AWS_REGION": fn.region}
+        started = time.monotonic()
+        error: BaseException | None = None
+        with self._lock, _environment(env):
+            try:
+                handler = self._handler(fn)
+                context = LambdaContext(fn.function_name, fn.function_arn, int(fn.memory_size), int(fn.timeout))
+                payload = json.dumps(handler(event, context)).encode("utf-8")
+            except Exception as exc:
+                error = exc
+                logger.warning("Lambda %s raised %s: %s", fn.function_name, type(exc).__name__, exc)
+                response_headers["x-amz-function-error"] = "Unhandled"
+                payload = json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__,
+                                      "stackTrace": traceback.format_tb(exc.__traceback__)}).encode("utf-8")
+        self.invocations.append(LambdaInvocation(fn.function_name, event, type(error).__name__ if error else None,
+                                                 str(error) if error else None, time.monotonic() - started))
+        response_headers["x-amz-log-result"] = base64.b64encode(b"").decode()
+        return payload
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Step Functions
+# --------------------------------------------------------------------------------------------------------------
+
+def _batch_operation(action: str) -> Any:
+    import botocore.session
+    from botocore import xform_name
+
+    model = botocore.session.get_session().get_service_model("batch")
+    for name in model.operation_names:
+        if xform_name(name) == action:
+            return model.operation_model(name)
+    raise ValueError(f"batch has no operation {action!r}")
+
+
+def _batch_normalise_parameters(self: Any, parameters: dict[str, Any], boto_service_name: str | None = None,
+                                service_action_name: str | None = None) -> None:
+    operation = _batch_operation(self._get_boto_service_action(service_action_name))
+    self._to_boto_request(parameters, operation.input_shape)
+
+
+def _batch_normalise_response(self: Any, response: Any, boto_service_name: str | None = None,
+                              service_action_name: str | None = None) -> None:
+    operation = _batch_operation(self._get_boto_service_action(service_action_name))
+    self._from_boto_response(response, operation.output_shape)
+
+
+def _no_wait(self: Any, env: Any, wait_seconds: int) -> None:
+    """Wait states end at once (the interpreter's own wait honours a stop, which nothing needs here)."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Installing
+# --------------------------------------------------------------------------------------------------------------
+
+class LocalAwsPatches:
+    """Installs every patch on enter and removes them on exit (see the module docstring)."""
+
+    def __init__(self, batch_runner: BatchRunner = always_succeed, *, instant_waits: bool = True,
+                 sync_poll_seconds: float = 0.05) -> None:
+        self.batch = _BatchJobs(batch_runner)
+        self.lambdas = _InProcessLambda()
+        self.instant_waits = instant_waits
+        self.sync_poll_seconds = sync_poll_seconds
+        self._stack = ExitStack()
+
+    @property
+    def lambda_invocations(self) -> list[LambdaInvocation]:
+        return self.lambdas.invocations
+
+    @property
+    def batch_attempts(self) -> list[BatchAttemptRecord]:
+        return self.batch.attempts
+
+    def __enter__(self) -> LocalAwsPatches:
+        global _ORIGINAL_CONTAINER_PROPERTY
+        from moto.awslambda.models import LambdaFunction
+        from moto.awslambda_simple.models import LambdaSimpleBackend
+        from moto.batch.models import Job
+        from moto.batch_simple.models import BatchSimpleBackend
+        from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+            state_task_service_batch, state_task_service_callback)
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+        batch, lambdas = self.batch, self.lambdas
+
+        def mark_job_as_finished(backend: Any, include_start_attempt: bool, job: Any) -> None:
+            batch.start(backend, job)
+
+        def simple_invoke(backend: Any, function_name: str, qualifier: str | None, body: Any, headers: Any,
+                          response_headers: dict[str, Any]) -> bytes:
+            payload = lambdas.invoke(backend.get_function(function_name, qualifier), body, response_headers)
+            response_headers["Content-Length"] = str(len(payload))
+            return payload
+
+        def function_invoke(fn: Any, body: Any, request_headers: Any, response_headers: dict[str, Any]) -> bytes:
+            return lambdas.invoke(fn, body, response_headers)
+
+        _ORIGINAL_CONTAINER_PROPERTY = Job._get_container_property
+        task = state_task_service_batch.StateTaskServiceBatch
+        patches = [
+            mock.patch.object(task, "_normalise_parameters", _batch_normalise_parameters),
+            mock.patch.object(task, "_normalise_response", _batch_normalise_response),
+            mock.patch.object(LambdaSimpleBackend, "invoke", simple_invoke),
+            mock.patch.object(LambdaFunction, "invoke", function_invoke),
+            mock.patch.object(BatchSimpleBackend, "_mark_job_as_finished", mark_job_as_finished),
+            mock.patch.object(Job, "_get_container_property", _container_property_without_growth),
+            mock.patch.object(state_task_service_callback, "_DELAY_SECONDS_SYNC_CONDITION_CHECK",
+                              self.sync_poll_seconds),
+        ]
+        if self.instant_waits:
+            patches += [mock.patch.object(WaitFunction, "_wait_interval", _no_wait),
+                        mock.patch.object(retrier_decl, "time", SimpleNamespace(sleep=lambda seconds: None))]
+        for patch in patches:
+            self._stack.enter_context(patch)
+        self._stack.callback(self.lambdas.close)
+        self._stack.callback(self.batch.stop_all)  # runs first: stop the jobs while the patches still hold
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stack.close()
+
+
+@contextmanager
+def patched_moto(batch_runner: BatchRunner = always_succeed, *, instant_waits: bool = True,
+                 sync_poll_seconds: float = 0.05) -> Iterator[LocalAwsPatches]:
+    """`with mock_aws(config=MOTO_CONFIG), patched_moto(runner) as local: ...`"""
+    with LocalAwsPatches(batch_runner, instant_waits=instant_waits, sync_poll_seconds=sync_poll_seconds) as p:
+        yield p

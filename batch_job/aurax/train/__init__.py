@@ -1,0 +1,17 @@
+"""`aurax job train`: fine-tune MusicGen's decoder on precomputed EnCodec codes, surviving spot reclaims.
+
+Why an explicit loop rather than transformers' `Trainer` or an Accelerate loop: the job must resume
+bit-identically from a checkpoint taken at *any* optimizer step, including one forced by a spot notice or
+SIGTERM between two steps, and must write its state atomically to S3. `Trainer` checkpoints only at its own
+save points (its `save_steps`), keeps the data position as "batches to skip" through its dataloader and
+writes to a local folder; Accelerate's `save_state` writes every rank's RNG files to a folder without a
+verified manifest. Neither gives "epoch + index in the epoch's permutation" as first-class state, nor a
+manifest-then-pointer commit to S3. The loop here is short (`loop.py`), and every piece of state it needs
+is explicit in `checkpoint.TrainerState`, torchtitan style. Data-parallel training uses plain
+`torch.distributed` + DDP (`distributed.py`), the same code on CPU (gloo) and CUDA (nccl).
+
+Modules: `data` (labels with the delay pattern, crops, epoch order, text conditioning), `trainable`
+(which parameters train: full decoder or LoRA), `precision` (fp16/bf16/fp32), `checkpoint` (atomic,
+verified save/resume; `load_trained_model` for the evaluation), `interrupts` (SIGTERM, spot notice, stop
+request), `faults` (test-only fault injection), `distributed`, `loop` (the training loop), `options`.
+"""

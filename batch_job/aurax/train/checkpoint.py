@@ -1,0 +1,379 @@
+"""Atomic, verified checkpoints on S3 or a local folder, and resuming from the newest good one.
+
+Layout under the checkpoint URI:
+
+    step-000001234/           mid-epoch checkpoint after 1234 optimizer steps
+        model.safetensors     trainable tensors only (the frozen text encoder and codec come from the hub)
+        trainer_state.pt      optimizer, scheduler, loss scaler, every rank's RNG states, data position
+        run_config.json       the config that trained it (to name what differs on a mismatch)
+        manifest.json         `CheckpointManifest`, written after the files: its sha256s make them a unit
+    step-000001250-end/       the epoch-end checkpoint (validation loss in the manifest)
+    latest                    name of the newest committed checkpoint (for people and tools)
+
+Commit order: files, then the manifest, then `latest`; a save killed at any point leaves either a directory
+without a manifest (ignored) or one whose files do not match it (skipped with a warning). Resume trusts
+manifests, not the pointer, so a kill between the manifest and the pointer loses nothing. The newest
+`keep_last` committed checkpoints are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from aurax_contracts import CheckpointFile, CheckpointManifest, ContractError, RunConfig
+from aurax_contracts.layout import join
+from pydantic import ValidationError
+from safetensors.torch import load_file, save_file
+from transformers import MusicgenForConditionalGeneration
+
+from .. import storage
+from ..errors import InputError
+from ..model import load_musicgen
+from ..version import code_version
+from . import faults
+from .trainable import load_trainable_state, make_trainable, merge_lora
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "trainer_state.pt"
+CONFIG_FILE = "run_config.json"
+MANIFEST_FILE = "manifest.json"
+LATEST_POINTER = "latest"
+NAME_PREFIX = "step-"
+_HASH_CHUNK = 8 << 20
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where training stands: `step` optimizer steps done; `index_in_epoch` examples of epoch `epoch`'s
+    permutation consumed; `epoch_complete` once that epoch's validation is done too."""
+
+    step: int = 0
+    epoch: int = 0
+    index_in_epoch: int = 0
+    epoch_complete: bool = False
+
+    @property
+    def next_epoch(self) -> int:
+        """The epoch training continues in."""
+        return self.epoch + 1 if self.epoch_complete else self.epoch
+
+
+def checkpoint_name(position: Position) -> str:
+    """Names sort in training order (zero-padded step; the epoch-end save sorts after a save at the same step)."""
+    return f"{NAME_PREFIX}{position.step:09d}{'-end' if position.epoch_complete else ''}"
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every RNG state this process may draw from (torch's is what dropout uses)."""
+    np_state = np.random.get_state(legacy=True)
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": (np_state[0], np_state[1].tolist(), *np_state[2:]),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    python = state["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class CheckpointContent:
+    """What one checkpoint holds, in memory."""
+
+    tensors: dict[str, torch.Tensor]
+    trainer_state: dict[str, Any]
+    """optimizer, scheduler, scaler (or None), rng (one dict per rank), overflow_run."""
+    config: RunConfig
+
+
+@dataclass(frozen=True)
+class SavedCheckpoint:
+    name: str
+    uri: str
+    manifest: CheckpointManifest
+    manifest_sha256: str
+    bytes: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class VerifiedCheckpoint:
+    name: str
+    uri: str
+    manifest: CheckpointManifest
+    manifest_sha256: str
+    local_files: dict[str, Path]
+
+    @property
+    def position(self) -> Position:
+        m = self.manifest
+        return Position(m.step, m.epoch, m.index_in_epoch, m.epoch_complete)
+
+    def load_tensors(self) -> dict[str, torch.Tensor]:
+        return load_file(str(self.local_files[MODEL_FILE]))
+
+    def load_trainer_state(self) -> dict[str, Any]:
+        return torch.load(self.local_files[STATE_FILE], map_location="cpu", weights_only=True)
+
+    def load_config(self) -> RunConfig:
+        return RunConfig.model_validate_json(self.local_files[CONFIG_FILE].read_bytes())
+
+
+@dataclass(frozen=True)
+class SkippedCheckpoint:
+    name: str
+    reason: str
+    had_manifest: bool
+    """False for a save that was interrupted before its manifest (expected after a kill, not an alert)."""
+
+
+@dataclass
+class ResumeSearch:
+    found: VerifiedCheckpoint | None
+    skipped: list[SkippedCheckpoint] = field(default_factory=list)
+
+
+class CheckpointCorrupt(Exception):
+    pass
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class CheckpointStore:
+    """Checkpoints of one run under `checkpoint_uri`; `work_dir` holds staging and downloaded copies."""
+
+    def __init__(self, checkpoint_uri: str, work_dir: Path, keep_last: int = 3) -> None:
+        self.uri = checkpoint_uri.rstrip("/")
+        self.work_dir = work_dir
+        self.keep_last = keep_last
+        self._local = storage.parse_uri(self.uri).scheme == "file"
+
+    # ---- listing -------------------------------------------------------------------------------------
+    def _names(self) -> dict[str, set[str]]:
+        """Checkpoint directory name -> file names in it."""
+        prefix = storage.parse_uri(self.uri).uri.rstrip("/") + "/"
+        found: dict[str, set[str]] = {}
+        for uri in storage.list_uris(self.uri):
+            rel = uri[len(prefix):] if uri.startswith(prefix) else ""
+            parts = rel.split("/")
+            if len(parts) == 2 and parts[0].startswith(NAME_PREFIX):
+                found.setdefault(parts[0], set()).add(parts[1])
+        return found
+
+    # ---- saving --------------------------------------------------------------------------------------
+    def save(self, content: CheckpointContent, position: Position, *, run_id: str, trigger: str,
+             world_size: int, val_loss: float | None = None) -> SavedCheckpoint:
+        started = time.monotonic()
+        name = checkpoint_name(position)
+        target = join(self.uri, name)
+        manifest_uri = join(target, MANIFEST_FILE)
+        if storage.exists(manifest_uri):  # an older save of this position is being redone: un-commit it first
+            storage.delete(manifest_uri)
+        staging = Path(storage.parse_uri(target).key) if self._local else self.work_dir / "staging" / name
+        staging.mkdir(parents=True, exist_ok=True)
+        writers = {
+            MODEL_FILE: lambda path: save_file(content.tensors, str(path)),
+            STATE_FILE: lambda path: torch.save(content.trainer_state, path),
+            CONFIG_FILE: lambda path: path.write_text(content.config.model_dump_json(indent=2)),
+        }
+        files: dict[str, CheckpointFile] = {}
+        for file_name, write in writers.items():
+            files[file_name] = self._publish(staging, target, file_name, write)
+            faults.checkpoint_file_written(position.step)
+        manifest = CheckpointManifest(
+            run_id=run_id, training_fingerprint=content.config.training_fingerprint(),
+            dataset_fingerprint=content.config.dataset_fingerprint(), model_id=content.config.model.model_id,
+            finetune=content.config.model.finetune, step=position.step, epoch=position.epoch,
+            index_in_epoch=position.index_in_epoch, epoch_complete=position.epoch_complete,
+            world_size=world_size, val_loss=val_loss, files=files, trigger=trigger,  # type: ignore[arg-type]
+            code_version=code_version(), created_at=datetime.now(UTC))
+        raw = manifest.model_dump_json(indent=2).encode()
+        storage.write_bytes(manifest_uri, raw, "application/json")
+        storage.write_text(join(self.uri, LATEST_POINTER), name + "\n")
+        if not self._local:
+            shutil.rmtree(staging, ignore_errors=True)
+        self._prune(newest=name)
+        return SavedCheckpoint(name=name, uri=target, manifest=manifest,
+                               manifest_sha256=hashlib.sha256(raw).hexdigest(),
+                               bytes=sum(f.bytes for f in files.values()) + len(raw),
+                               seconds=time.monotonic() - started)
+
+    def _publish(self, staging: Path, target: str, file_name: str, write: Any) -> CheckpointFile:
+        """Write one file to a temporary name, hash it, then move (local) or upload (S3) it into place."""
+        tmp = staging / f".{file_name}.tmp"
+        write(tmp)
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        entry = CheckpointFile(sha256=_sha256_file(tmp), bytes=tmp.stat().st_size)
+        if self._local:
+            os.replace(tmp, staging / file_name)
+        else:
+            storage.upload_file(tmp, join(target, file_name))
+            tmp.unlink()
+        return entry
+
+    def _prune(self, newest: str) -> None:
+        names = self._names()
+        committed = sorted(n for n, files in names.items() if MANIFEST_FILE in files and n <= newest)
+        keep = set(committed[-self.keep_last:])
+        for name in sorted(names):
+            if name < newest and name not in keep:
+                self._delete(name, names[name])
+
+    def _delete(self, name: str, files: set[str]) -> None:
+        # The manifest goes first, so that a delete cut short leaves an ignored directory, not a corrupt one.
+        for file_name in sorted(files, key=lambda f: f != MANIFEST_FILE):
+            storage.delete(join(self.uri, name, file_name))
+        if self._local:
+            shutil.rmtree(storage.parse_uri(join(self.uri, name)).key, ignore_errors=True)
+        log.info("deleted old checkpoint %s", join(self.uri, name))
+
+    # ---- resuming ------------------------------------------------------------------------------------
+    def find_latest(self, files: tuple[str, ...] = (MODEL_FILE, STATE_FILE, CONFIG_FILE)) -> ResumeSearch:
+        """The newest checkpoint whose manifest and `files` verify; the newer ones skipped, and why."""
+        search = ResumeSearch(found=None)
+        for name, present in sorted(self._names().items(), reverse=True):
+            if MANIFEST_FILE not in present:
+                search.skipped.append(SkippedCheckpoint(name, "no manifest (its save was interrupted)", False))
+                continue
+            try:
+                search.found = self.verify(name, files)
+                return search
+            except CheckpointCorrupt as exc:
+                search.skipped.append(SkippedCheckpoint(name, str(exc), True))
+        return search
+
+    def verify(self, name: str, files: tuple[str, ...]) -> VerifiedCheckpoint:
+        uri = join(self.uri, name)
+        try:
+            raw = storage.read_bytes(join(uri, MANIFEST_FILE))
+            manifest = CheckpointManifest.model_validate_json(raw)
+        except (storage.StorageError, ValidationError) as exc:
+            raise CheckpointCorrupt(f"manifest unreadable or invalid: {str(exc).splitlines()[0]}") from exc
+        local: dict[str, Path] = {}
+        for file_name in files:
+            expected = manifest.files.get(file_name)
+            if expected is None:
+                raise CheckpointCorrupt(f"manifest lists no {file_name}")
+            path = self._local_copy(name, file_name)
+            if path is None or not path.is_file():
+                raise CheckpointCorrupt(f"{file_name} is missing")
+            size = path.stat().st_size
+            if size != expected.bytes:
+                raise CheckpointCorrupt(f"{file_name} has {size} bytes, its manifest says {expected.bytes} "
+                                        "(truncated or overwritten)")
+            if _sha256_file(path) != expected.sha256:
+                raise CheckpointCorrupt(f"{file_name} does not match its manifest sha256")
+            local[file_name] = path
+        return VerifiedCheckpoint(name=name, uri=uri, manifest=manifest,
+                                  manifest_sha256=hashlib.sha256(raw).hexdigest(), local_files=local)
+
+    def _local_copy(self, name: str, file_name: str) -> Path | None:
+        uri = join(self.uri, name, file_name)
+        if self._local:
+            return Path(storage.parse_uri(uri).key)
+        path = self.work_dir / "restore" / name / file_name
+        try:
+            storage.download_file(uri, path)
+        except storage.StorageError:
+            return None
+        return path
+
+
+def check_same_training(found: VerifiedCheckpoint, config: RunConfig) -> None:
+    """Refuse (exit 64) a checkpoint trained with another model, data or recipe, naming each difference."""
+    if found.manifest.training_fingerprint == config.training_fingerprint():
+        return
+    differences = _config_differences(found.load_config(), config) if CONFIG_FILE in found.local_files else []
+    if found.manifest.dataset_fingerprint != config.dataset_fingerprint():
+        differences.insert(0, "dataset selection (dataset fingerprint) differs")
+    raise ContractError(
+        f"checkpoint {found.uri} was trained with a different setup than this run config, so it cannot be "
+        "resumed; fix: use the config it was trained with, or give a new --run-uri/--checkpoint-uri",
+        differences or ["training fingerprint differs"])
+
+
+def _config_differences(saved: RunConfig, current: RunConfig) -> list[str]:
+    """`section.field: checkpoint X, config Y` for each field that enters the training fingerprint."""
+    out: list[str] = []
+    for section in ("dataset", "model", "training"):
+        old = getattr(saved, section).model_dump(mode="json")
+        new = getattr(current, section).model_dump(mode="json")
+        for key in sorted(set(old) | set(new)):
+            if section == "training" and key in ("total_epochs", "decision_epoch"):
+                continue
+            if old.get(key) != new.get(key):
+                out.append(f"{section}.{key}: checkpoint {old.get(key)!r}, config {new.get(key)!r}")
+    return out
+
+
+def load_trained_model(checkpoint_uri: str, config: RunConfig
+                       ) -> tuple[MusicgenForConditionalGeneration, CheckpointManifest, str]:
+    """The newest verified checkpoint under `checkpoint_uri` applied onto `load_musicgen(model_id)`, in eval
+    mode, with its manifest and the sha256 of the manifest's bytes (provenance for the evaluation).
+
+    LoRA adapters are merged into the base weights. Raises `InputError` when no checkpoint verifies and
+    `ContractError` when the newest one was trained with another setup than `config`.
+    """
+    with tempfile.TemporaryDirectory(prefix="aurax-ckpt-") as tmp:
+        store = CheckpointStore(checkpoint_uri, Path(tmp))
+        search = store.find_latest(files=(MODEL_FILE, CONFIG_FILE))
+        for skipped in search.skipped:
+            log.warning("checkpoint %s skipped: %s", skipped.name, skipped.reason)
+        if search.found is None:
+            tried = "; ".join(f"{s.name}: {s.reason}" for s in search.skipped) or "none found"
+            raise InputError(f"no verified checkpoint under {checkpoint_uri} ({tried}); check the URI, or run "
+                             "`aurax job train` for this run first")
+        found = search.found
+        check_same_training(found, config)
+        model = load_musicgen(config.model.model_id, attention=config.model.attention)
+        make_trainable(model, config)
+        load_trainable_state(model, found.load_tensors(), found.uri)
+    if config.model.finetune == "lora":
+        merge_lora(model)
+    model.requires_grad_(False)
+    return model.eval(), found.manifest, found.manifest_sha256
+
+
+def serialize_trainer_state(state: dict[str, Any]) -> bytes:
+    """For measuring sizes without a store (benchmarks)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def manifest_summary(manifest: CheckpointManifest) -> str:
+    return json.dumps({"step": manifest.step, "epoch": manifest.epoch, "index": manifest.index_in_epoch,
+                       "complete": manifest.epoch_complete, "trigger": manifest.trigger})
