@@ -85,8 +85,11 @@ class ScoreConfig(Contract):
     shaker_min_regularity: Annotated[float, Field(ge=0, lt=1)] = 0.15
     shaker_full_regularity: Annotated[float, Field(gt=0, le=1)] = 0.45
     """Autocorrelation of the shaker envelope at the 16th-note lag mapped linearly from min (0) to full (1)."""
-    low_end_share: tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]] = (0.3, 0.85)
-    """Share of energy below 250 Hz scoring 1; outside, the component falls to 0 at half/1.5x the bounds."""
+    low_end_balance_db: tuple[Annotated[float, Field(ge=-60, le=60)], Annotated[float, Field(ge=-60, le=60)]] = (
+        6.0, 20.0)
+    """Energy below 250 Hz over the energy above it, in dB, that scores 1: bass-led but not bass only."""
+    low_end_falloff_db: Positive = 6.0
+    """The low-end component falls linearly to 0 this many dB outside that range."""
     keys_band_hz: tuple[Positive, Positive] = (200.0, 2000.0)
     keys_full_fraction: Annotated[float, Field(gt=0, le=1)] = 0.5
     """Share of sounding frames with a chord (3+ pitch classes as clear spectral peaks) for a full component."""
@@ -95,7 +98,7 @@ class ScoreConfig(Contract):
 
     @model_validator(mode="after")
     def _ranges(self) -> ScoreConfig:
-        for name in ("shaker_band_hz", "keys_band_hz", "low_end_share"):
+        for name in ("shaker_band_hz", "keys_band_hz", "low_end_balance_db"):
             low, high = getattr(self, name)
             if low >= high:
                 raise ValueError(f"{name}: the first value must be below the second")

@@ -17,8 +17,11 @@ ASL, but on its own it cannot run this pipeline: (facts in shared/notes/local-aw
    job's command as a subprocess; tests pass fakes), attempt after attempt as the job definition's
    `retryStrategy.evaluateOnExit` says. `TerminateJob` reaches the runner, which stops the attempt.
 4. moto's `Job.describe` appends the job definition's environment to the job's overrides on every call (the
-   list grows with each `.sync` poll). Patched: the merge builds a new list.
-5. Wait states and Retry intervals really sleep, and `.sync` tasks poll every 0.5 s. Patched: waits and retry
+   list grows with each `.sync` poll), and leaves out the container's `exitCode` and `reason`, which AWS
+   reports and the failure classifier reads. Patched: the merge builds a new list; both fields are added.
+5. moto's S3 event notifications URL-encode the object key's `/` (`runs%2Fr1%2F...`); AWS leaves `/` as is.
+   Patched: keys are encoded as AWS does (`quote_plus` keeping `/`).
+6. Wait states and Retry intervals really sleep, and `.sync` tasks poll every 0.5 s. Patched: waits and retry
    backoff return at once; `.sync` polls every `sync_poll_seconds`.
 
 Use `patched_moto(...)` (or `LocalAwsPatches` as a context manager) inside `mock_aws(config=MOTO_CONFIG)`;
@@ -48,6 +51,7 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any, Literal, NamedTuple
 from unittest import mock
+from urllib.parse import quote_plus
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +222,8 @@ class _BatchJobs:
                         result.exit_code, result.status_reason)
             job.status = "RUNNABLE"
         job.exit_code = result.exit_code
-        job.job_stopped_reason = result.status_reason or f"Essential container in task exited"
+        job.aurax_container_reason = result.reason
+        job.job_stopped_reason = result.status_reason or "Essential container in task exited"
         job._mark_stopped(success=False)
 
     @staticmethod
@@ -251,16 +256,31 @@ class _BatchJobs:
 def _container_property_without_growth(job: Any, p: str, default: Any) -> Any:
     """moto's `Job._get_container_property`, except that the environment merge builds a new list (moto
     appends to the job's overrides on every describe)."""
-    if p != "environment":
-        return _ORIGINAL_CONTAINER_PROPERTY(job, p, default)
-    overrides = list(job.container_overrides.get("environment", default))
-    names = {e["name"] for e in overrides}
-    merged = overrides + [e for e in job.job_definition.container_properties.get("environment", default)
-                          if e["name"] not in names]
-    return merged + [{"name": "AWS_BATCH_JOB_ID", "value": job.job_id}]
+    container = job.job_definition.container_properties
+    if p == "environment":
+        overrides = list(job.container_overrides.get("environment", default))
+        names = {e["name"] for e in overrides}
+        merged = overrides + [e for e in container.get("environment", default) if e["name"] not in names]
+        return merged + [{"name": "AWS_BATCH_JOB_ID", "value": job.job_id}]
+    if p in ("vcpus", "memory"):
+        return job.container_overrides.get(p, job.job_definition._get_resource_requirement(p, default))
+    return job.container_overrides.get(p, container.get(p, default))
 
 
-_ORIGINAL_CONTAINER_PROPERTY: Callable[..., Any]
+def _describe_with_exit_code(original: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+    """moto's `Job.describe` drops the container's `exitCode` (and has no `reason`) that AWS reports and that
+    the failure classifier reads from a failed task's cause."""
+
+    def describe(job: Any) -> dict[str, Any]:
+        result = original(job)
+        if job.job_stopped and "container" in result:
+            if job.exit_code is not None:
+                result["container"]["exitCode"] = job.exit_code
+            if getattr(job, "aurax_container_reason", None):
+                result["container"]["reason"] = job.aurax_container_reason
+        return result
+
+    return describe
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -466,11 +486,11 @@ class LocalAwsPatches:
         return self.batch.attempts
 
     def __enter__(self) -> LocalAwsPatches:
-        global _ORIGINAL_CONTAINER_PROPERTY
         from moto.awslambda.models import LambdaFunction
         from moto.awslambda_simple.models import LambdaSimpleBackend
         from moto.batch.models import Job
         from moto.batch_simple.models import BatchSimpleBackend
+        from moto.s3 import notifications
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
         from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
             state_task_service_batch, state_task_service_callback)
@@ -490,7 +510,6 @@ class LocalAwsPatches:
         def function_invoke(fn: Any, body: Any, request_headers: Any, response_headers: dict[str, Any]) -> bytes:
             return lambdas.invoke(fn, body, response_headers)
 
-        _ORIGINAL_CONTAINER_PROPERTY = Job._get_container_property
         task = state_task_service_batch.StateTaskServiceBatch
         patches = [
             mock.patch.object(task, "_normalise_parameters", _batch_normalise_parameters),
@@ -499,6 +518,8 @@ class LocalAwsPatches:
             mock.patch.object(LambdaFunction, "invoke", function_invoke),
             mock.patch.object(BatchSimpleBackend, "_mark_job_as_finished", mark_job_as_finished),
             mock.patch.object(Job, "_get_container_property", _container_property_without_growth),
+            mock.patch.object(Job, "describe", _describe_with_exit_code(Job.describe)),
+            mock.patch.object(notifications, "quote_plus", lambda key: quote_plus(key, safe="/")),
             mock.patch.object(state_task_service_callback, "_DELAY_SECONDS_SYNC_CONDITION_CHECK",
                               self.sync_poll_seconds),
         ]

@@ -19,8 +19,6 @@ manifests, not the pointer, so a kill between the manifest and the pointer loses
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import logging
 import os
 import random
@@ -365,15 +363,3 @@ def load_trained_model(checkpoint_uri: str, config: RunConfig
         merge_lora(model)
     model.requires_grad_(False)
     return model.eval(), found.manifest, found.manifest_sha256
-
-
-def serialize_trainer_state(state: dict[str, Any]) -> bytes:
-    """For measuring sizes without a store (benchmarks)."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return buffer.getvalue()
-
-
-def manifest_summary(manifest: CheckpointManifest) -> str:
-    return json.dumps({"step": manifest.step, "epoch": manifest.epoch, "index": manifest.index_in_epoch,
-                       "complete": manifest.epoch_complete, "trigger": manifest.trigger})

@@ -65,6 +65,7 @@ class DatasetSelection(Contract):
     min_clip_seconds: Annotated[float, Field(gt=0, le=30)] = 25.0
     """Shorter decoded clips are skipped and counted."""
     seed: Annotated[int, Field(ge=0)] = 1234
+    """Seed of the tie-breaking hash, so the same config always selects the same clips."""
 
     @model_validator(mode="after")
     def _disjoint(self) -> DatasetSelection:
@@ -84,6 +85,7 @@ class ModelConfig(Contract):
     finetune: Literal["full", "lora"] = "full"
     """`full` trains the whole decoder; `lora` trains low-rank adapters (peft) on its attention projections."""
     lora_rank: Annotated[int, Field(ge=1, le=256)] = 16
+    """Rank of the LoRA adapters (only with `finetune: lora`)."""
     precision: Literal["auto", "fp16", "bf16", "fp32"] = "auto"
     """`auto`: bf16 where the GPU supports it, fp16 with loss scaling on older GPUs (T4), fp32 on CPU."""
     attention: Literal["eager", "sdpa"] = "eager"
@@ -94,24 +96,35 @@ class TrainingConfig(Contract):
     """Optimisation, following audiocraft's MusicGen recipe."""
 
     total_epochs: Annotated[int, Field(ge=1, le=1000)] = 20
+    """Epochs of the whole run; after a GO at the decision epoch, training continues to here."""
     decision_epoch: Annotated[int, Field(ge=1, le=1000)] = 5
     """The "week 5" point: training stops here for the go/no-go evaluation."""
     batch_size: Annotated[int, Field(ge=1, le=512)] = 4
+    """Examples per forward pass on each GPU (4 x 30 s fits a T4 with fp16 and gradient checkpointing)."""
     grad_accum_steps: Annotated[int, Field(ge=1, le=512)] = 4
+    """Forward passes per optimizer step (effective batch = batch_size x grad_accum_steps x GPUs)."""
     learning_rate: Annotated[float, Field(gt=0, le=1e-2)] = 1e-5
+    """Peak AdamW learning rate after warm-up (cosine decay to zero at total_epochs)."""
     adam_betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.95)
+    """AdamW betas (audiocraft's MusicGen recipe)."""
     weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.1
+    """AdamW decoupled weight decay."""
     warmup_steps: Annotated[int, Field(ge=0, le=100_000)] = 500
+    """Optimizer steps of linear warm-up."""
     grad_clip_norm: Annotated[float, Field(gt=0, le=1000)] = 1.0
+    """Gradients are clipped to this global norm."""
     segment_seconds: Annotated[float, Field(gt=0, le=30)] = 30.0
     """Length of each training example (MusicGen was trained on 30 s)."""
     condition_dropout: Fraction = 0.3
     """Fraction of examples trained with an empty prompt, for classifier-free guidance."""
     gradient_checkpointing: bool = True
+    """Recompute activations in the backward pass: less memory for 30 s segments on 16 GB."""
     max_overflow_steps: Annotated[int, Field(ge=1, le=10_000)] = 50
     """With fp16 loss scaling, this many skipped (overflowed) steps in a row means divergence."""
     log_every_steps: Annotated[int, Field(ge=1, le=10_000)] = 10
+    """A training metric record every this many optimizer steps."""
     seed: Annotated[int, Field(ge=0)] = 0
+    """Seed of initialisation, data order and dropout: the same seed gives the same run, resumed or not."""
 
     @model_validator(mode="after")
     def _decision_before_end(self) -> TrainingConfig:
@@ -142,21 +155,26 @@ class MonitoringConfig(Contract):
     spike_factor: Annotated[float, Field(gt=1, le=1000)] = 3.0
     """A loss this many times its recent moving level is a spike."""
     spike_window_records: Annotated[int, Field(ge=2, le=10_000)] = 20
+    """Training records in the moving level a spike is measured against."""
     plateau_records: Annotated[int, Field(ge=2, le=100_000)] = 500
     """Records of training loss with no improvement beyond plateau_min_delta that count as a plateau."""
     plateau_min_delta: Annotated[float, Field(ge=0, le=100)] = 0.01
+    """Improvement of the best loss smaller than this does not end a plateau."""
     warning_interval_minutes: Annotated[float, Field(ge=0, le=7 * 24 * 60)] = 60.0
     """After the critical window, the same warning is sent at most once per this interval."""
 
 
 class BudgetConfig(Contract):
     budget_usd: Annotated[float, Field(gt=0, le=1_000_000)] = 600.0
+    """The run's budget: compute (every spot attempt) plus the storage and request estimate."""
     alert_fractions: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=lambda: [0.5, 0.8])
     """Spend fractions of the budget that alert once each."""
     projection_margin: Annotated[float, Field(ge=0, le=10)] = 0.10
     """Abort when projected spend exceeds the budget by more than this fraction."""
     storage_usd_per_gb_month: Annotated[float, Field(ge=0, le=10)] = 0.023
+    """S3 Standard price used in the storage estimate."""
     requests_usd_per_1000: Annotated[float, Field(ge=0, le=10)] = 0.005
+    """S3 PUT price used in the request estimate."""
 
 
 class ComputeConfig(Contract):
@@ -170,11 +188,15 @@ class ComputeConfig(Contract):
 class EvaluationConfig(Contract):
     prompts: list[Annotated[str, Field(min_length=3, max_length=500)]] = Field(
         default_factory=lambda: list(DEFAULT_PROMPTS), min_length=1)
+    """Text prompts both models generate from (cycled up to clips_per_model)."""
     clips_per_model: Annotated[int, Field(ge=1, le=10_000)] = 100
     """Clips generated for each arm (treatment and control); prompts cycle, seeds follow `seed`."""
     clip_seconds: Annotated[float, Field(gt=0, le=30)] = 10.0
+    """Length of each generated clip."""
     guidance_scale: Annotated[float, Field(ge=1, le=20)] = 3.0
+    """Classifier-free guidance scale (1.0 disables guidance)."""
     seed: Annotated[int, Field(ge=0)] = 2024
+    """Clip i of both arms uses seed + i, so treatment and control differ only by their weights."""
     score_threshold: Annotated[float, Field(ge=0, le=100)] = 80.0
     """A clip is authentic when its AURA-X score is at least this."""
 
@@ -183,6 +205,7 @@ class DecisionConfig(Contract):
     min_authenticity: Fraction = 0.35
     """GO needs at least this share of treatment clips scoring >= score_threshold."""
     max_val_loss: Annotated[float, Field(gt=0, le=100)] = 3.5
+    """GO needs the checkpoint's validation loss at most this."""
     max_cost_usd: Annotated[float, Field(gt=0)] | None = None
     """Defaults to the budget."""
 
@@ -191,7 +214,9 @@ class RunConfig(Contract):
     """One fine-tuning run, from dataset selection to the go/no-go rule."""
 
     schema_version: Literal[1] = 1
+    """Version of this config format."""
     run_id: RunId
+    """Names the run everywhere: S3 prefixes, job names, alerts, events."""
     dataset: DatasetSelection = Field(default_factory=DatasetSelection)
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)

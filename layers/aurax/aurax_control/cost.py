@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aurax_contracts import AttemptCost, BudgetConfig, CostLedger
+from aurax_contracts import AttemptCost, CostLedger
+from aurax_contracts.config import BudgetConfig
 
 #: One PUT when written, one GET when read back (checkpoints on resume, metrics by the monitor).
 REQUESTS_PER_OBJECT = 2

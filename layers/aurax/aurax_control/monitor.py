@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from aurax_contracts import AlertDetail, MonitoringConfig, Severity
+from aurax_contracts import AlertDetail, Severity
+from aurax_contracts.config import MonitoringConfig
 from aurax_contracts.metrics import (CheckpointSaved, Diverged, Heartbeat, Interruption, JobWarning,
                                      MetricRecord, TrainStep, ValLoss, parse_metric_line)
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -187,7 +188,7 @@ class ChunkMonitor:
         self.run_id = run_id
         self.config = config
         self.state = state.model_copy(deep=True)
-        self.already_stopped = already_stopped or state.diverged
+        self.already_stopped = already_stopped
         self.summary = ChunkSummary()
         self._alpha = 2.0 / (config.spike_window_records + 1)
         self._warnings: dict[str, _Warning] = {}

@@ -1,0 +1,40 @@
+# Two commands cover the quickstart: `make local` (the whole pipeline on this machine) and `make test`.
+# Both create what they need on first use: .venv (the project) and .tools/ (linters that pin their own deps).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := .tools
+
+.PHONY: local test tools lint clean
+
+$(BIN)/aurax: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch==2.13.0 (pinned in the [job] extra) is the CPU wheel on this machine's disk: no CUDA download.
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# aws-sam-cli and checkov pin their own boto3/click/cfn-lint: each gets an environment of its own.
+$(TOOLS)/sam/bin/sam:
+	$(PYTHON) -m venv $(TOOLS)/sam
+	$(TOOLS)/sam/bin/pip install --quiet 'aws-sam-cli==1.170.0'
+
+$(TOOLS)/checkov/bin/checkov:
+	$(PYTHON) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install --quiet 'checkov==3.3.30'
+
+tools: $(TOOLS)/sam/bin/sam $(TOOLS)/checkov/bin/checkov
+
+local: $(BIN)/aurax
+	$(BIN)/aurax local
+
+test: $(BIN)/aurax tools
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+lint: $(BIN)/aurax tools
+	$(BIN)/cfn-lint template.yaml
+	SAM_CLI_TELEMETRY=0 $(TOOLS)/sam/bin/sam validate --lint
+	BC_SKIP_MAPPING=TRUE $(TOOLS)/checkov/bin/checkov -f template.yaml --framework cloudformation --skip-download --quiet --compact
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache

@@ -1,0 +1,177 @@
+"""The AURA-X cultural score: 0-100 from five weighted components, each 0..1 (docs/scoring.md).
+
+- log_drum: the detector's confidence and the event rate (events per second over `log_drum_rate_hz`), averaged;
+- tempo: 1 inside the Amapiano range (108-118 BPM), falling to 0 `tempo_falloff_bpm` outside it; the tempo is
+  read octave-free (a track felt at 56 or 224 BPM counts as 112), as beat trackers often halve or double;
+- shakers: regularity of the 5-8 kHz envelope at the sixteenth-note lag of that tempo (rolling shakers/hats);
+- low_end: energy below 250 Hz over the energy above it (dB) inside the bass-led range Amapiano mixes sit in;
+- keys: share of sounding frames with a chord (three or more pitch classes as clear spectral peaks, 200-2000 Hz).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import AnalysisConfig, ScoreConfig
+from .detector import Detection, detect
+from .spectral import power_db, resample, stft_power
+
+SCORE_SR = 16000
+WINDOW = 512  # 32 ms
+HOP = 160  # 10 ms
+FRAME_S = HOP / SCORE_SR
+BIN_HZ = SCORE_SR / WINDOW
+LOW_END_HZ = (30.0, 250.0)
+KEYS_SR = 8000
+KEYS_WINDOW = 1024  # 128 ms: semitones apart at 200 Hz
+KEYS_HOP = 320  # 40 ms
+KEYS_PEAK_OVER_MEDIAN_DB = 15.0  # a tonal peak stands this far above the band's median (noise never does)
+KEYS_PEAK_RANGE_DB = 20.0  # and within this of the frame's strongest peak
+TEMPO_OCTAVE = (80.0, 160.0)
+COMPONENTS = ("log_drum", "tempo", "shakers", "low_end", "keys")
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    score: float
+    authentic: bool
+    components: dict[str, float]
+    tempo_bpm: float | None
+    detection: Detection
+
+    def to_json(self, path: str) -> dict[str, object]:
+        """The `aurax score --json` line for this clip."""
+        return {"path": path, "score": round(self.score, 2), "authentic": self.authentic,
+                "components": {k: round(v, 4) for k, v in self.components.items()}}
+
+
+def score(samples: np.ndarray, sr: int, config: AnalysisConfig | None = None,
+          threshold: float | None = None) -> ScoreResult:
+    """Score mono `samples`; `threshold` overrides `config.score.authentic_threshold`."""
+    config = config or AnalysisConfig()
+    detection = detect(samples, sr, config.detector)
+    cfg = config.score
+    audio = resample(samples, sr, SCORE_SR)
+    power = stft_power(audio, WINDOW, HOP)
+    tempo = estimate_tempo(power)
+    components = {
+        "log_drum": _log_drum_component(detection, cfg),
+        "tempo": tempo_component(tempo, cfg) if tempo is not None else 0.0,
+        "shakers": _shaker_component(power, tempo, cfg) if tempo is not None else 0.0,
+        "low_end": _low_end_component(power, cfg),
+        "keys": _keys_component(resample(samples, sr, KEYS_SR), cfg),
+    }
+    weights = cfg.weights.model_dump()
+    total = 100.0 * sum(weights[k] * components[k] for k in COMPONENTS) / sum(weights.values())
+    limit = cfg.authentic_threshold if threshold is None else threshold
+    return ScoreResult(total, total >= limit, components, tempo, detection)
+
+
+def _bins(low_hz: float, high_hz: float, bin_hz: float = BIN_HZ) -> slice:
+    return slice(int(np.ceil(low_hz / bin_hz)), int(np.floor(high_hz / bin_hz)) + 1)
+
+
+def _log_drum_component(detection: Detection, cfg: ScoreConfig) -> float:
+    if not detection.events:
+        return 0.0
+    density = min(1.0, len(detection.events) / detection.duration_s / cfg.log_drum_rate_hz)
+    return 0.5 * detection.confidence + 0.5 * density
+
+
+def onset_envelope(power: np.ndarray) -> np.ndarray:
+    """Positive spectral flux in dB (bins more than 80 dB below the loudest are ignored)."""
+    db = power_db(power)
+    db = np.maximum(db, db.max() - 80.0)
+    flux = np.zeros(power.shape[0])
+    flux[1:] = np.maximum(db[1:] - db[:-1], 0.0).mean(axis=1)
+    return flux
+
+
+def _autocorrelation(x: np.ndarray) -> np.ndarray:
+    x = x - x.mean()
+    n = x.size
+    spectrum = np.fft.rfft(x, 2 * n)
+    acf = np.fft.irfft(spectrum.real ** 2 + spectrum.imag ** 2)[:n]
+    return acf / acf[0] if acf[0] > 0 else np.zeros(n)
+
+
+def estimate_tempo(power: np.ndarray) -> float | None:
+    """Octave-free tempo in [80, 160) BPM from the onset envelope's autocorrelation, or None without a pulse.
+
+    Each candidate's salience sums the autocorrelation at its beat, half-beat and two-beat lags, so the
+    answer does not depend on which metrical level is loudest.
+    """
+    envelope = onset_envelope(power)
+    if envelope.size < 4 or not np.any(envelope > 0):
+        return None
+    acf = _autocorrelation(envelope)
+    candidates = np.arange(TEMPO_OCTAVE[0], TEMPO_OCTAVE[1], 0.25)
+    lags = 60.0 / candidates / FRAME_S
+    salience = np.zeros_like(candidates)
+    for factor, weight in ((0.5, 0.5), (1.0, 1.0), (2.0, 0.5)):
+        positions = lags * factor
+        valid = positions < acf.size - 1
+        salience[valid] += weight * np.interp(positions[valid], np.arange(acf.size), acf)
+    if salience.max() <= 0:
+        return None
+    return float(candidates[int(np.argmax(salience))])
+
+
+def tempo_component(bpm: float, cfg: ScoreConfig) -> float:
+    """1 inside [tempo_min_bpm, tempo_max_bpm] (octave-folded), linear to 0 `tempo_falloff_bpm` outside."""
+    best = 0.0
+    for folded in (bpm / 2, bpm, bpm * 2):
+        distance = max(cfg.tempo_min_bpm - folded, folded - cfg.tempo_max_bpm, 0.0)
+        best = max(best, 1.0 - distance / cfg.tempo_falloff_bpm)
+    return float(np.clip(best, 0.0, 1.0))
+
+
+def _shaker_component(power: np.ndarray, bpm: float, cfg: ScoreConfig) -> float:
+    band = power[:, _bins(*cfg.shaker_band_hz)].sum(axis=1)
+    if band.sum() <= 1e-6 * power.sum() or band.size < 8:
+        return 0.0
+    acf = _autocorrelation(np.sqrt(band))
+    sixteenth = 60.0 / bpm / 4 / FRAME_S
+    lag = int(round(sixteenth))
+    if lag + 2 >= acf.size:
+        return 0.0
+    regularity = float(acf[max(1, lag - 1):lag + 2].max())
+    span = cfg.shaker_full_regularity - cfg.shaker_min_regularity
+    return float(np.clip((regularity - cfg.shaker_min_regularity) / span, 0.0, 1.0))
+
+
+def _low_end_component(power: np.ndarray, cfg: ScoreConfig) -> float:
+    low = float(power[:, _bins(*LOW_END_HZ)].sum())
+    rest = float(power[:, _bins(LOW_END_HZ[1] + BIN_HZ, SCORE_SR / 2)].sum())
+    if low <= 0 or rest <= 0:
+        return 0.0
+    balance = 10.0 * np.log10(low / rest)
+    lowest, highest = cfg.low_end_balance_db
+    distance = max(lowest - balance, balance - highest, 0.0)
+    return float(np.clip(1.0 - distance / cfg.low_end_falloff_db, 0.0, 1.0))
+
+
+def _keys_component(audio: np.ndarray, cfg: ScoreConfig) -> float:
+    power = stft_power(audio, KEYS_WINDOW, KEYS_HOP)
+    bin_hz = KEYS_SR / KEYS_WINDOW
+    band = _bins(*cfg.keys_band_hz, bin_hz=bin_hz)
+    db = power_db(power[:, band])
+    level = power_db(power[:, band].sum(axis=1))
+    sounding = level >= max(float(level.max()) - 40.0, -40.0)
+    if not sounding.any():
+        return 0.0
+    centre = db[:, 1:-1]
+    is_peak = (centre > db[:, :-2]) & (centre >= db[:, 2:])
+    median = np.median(db, axis=1, keepdims=True)
+    strong = is_peak & (centre >= median + KEYS_PEAK_OVER_MEDIAN_DB) \
+        & (centre >= centre.max(axis=1, keepdims=True) - KEYS_PEAK_RANGE_DB)
+    freqs = (np.arange(band.start + 1, band.start + 1 + centre.shape[1])) * bin_hz
+    pitch_class = np.round(12 * np.log2(freqs / 440.0)).astype(int) % 12
+    classes = np.zeros((centre.shape[0], 12), dtype=bool)
+    rows, cols = np.nonzero(strong)
+    classes[rows, pitch_class[cols]] = True
+    chord = classes.sum(axis=1) >= 3
+    fraction = float(chord[sounding].mean())
+    return float(min(1.0, fraction / cfg.keys_full_fraction))

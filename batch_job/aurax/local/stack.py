@@ -1,0 +1,276 @@
+"""Deploy `template.yaml` into the in-process AWS emulation (moto), as CloudFormation would on AWS.
+
+1. Translate the SAM template offline with aws-sam-translator (moto's CloudFormation ignores the `Transform`).
+   Each function's `CodeUri` and the layer's `ContentUri` become zips uploaded to an artefacts bucket, and the
+   state machine's `DefinitionUri` is inlined.
+2. Create the VPC, subnet and security group Batch needs (stack parameters on AWS), then `create_stack`.
+3. Fill what moto's CloudFormation leaves out, from the same template: the data bucket's versioning and its
+   notification to the metrics monitor; and the state machine itself, created again from the same ASL with
+   its `DefinitionSubstitutions` filled from the stack's physical ids, in moto's executing backend.
+
+Everything here must run inside `mock_aws(config=MOTO_CONFIG)`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+
+logger = logging.getLogger(__name__)
+
+REGION = "us-east-1"
+ARTEFACTS_BUCKET = "aurax-local-artefacts"
+#: The image URI the job definitions name; locally the jobs run from this checkout instead.
+LOCAL_IMAGE_URI = "123456789012.dkr.ecr.us-east-1.amazonaws.com/aurax-job:local"
+
+
+class StackError(RuntimeError):
+    """The template could not be deployed into the emulation; the message says what and how to fix it."""
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation's short-form tags (!Ref, !Sub, !GetAtt, ...) as their long form."""
+
+
+def _construct_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _construct_tag)
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    try:
+        return yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+    except OSError as exc:
+        raise StackError(f"cannot read the template {path}: {exc.strerror}; run from the repository root "
+                         "or pass --template") from exc
+
+
+def _zip_folder(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                archive.write(path, path.relative_to(folder).as_posix())
+    return buffer.getvalue()
+
+
+@dataclass
+class LocalStack:
+    """The deployed stack: its outputs and the physical ids the local run needs."""
+
+    name: str
+    outputs: dict[str, str]
+    resources: dict[str, str]
+    """Logical id -> physical id."""
+    functions: dict[str, str] = field(default_factory=dict)
+    """Logical id -> function name, for every function."""
+    schedules: dict[str, str] = field(default_factory=dict)
+    """Logical id of a scheduled function -> its schedule expression (moto does not fire them)."""
+
+    @property
+    def bucket(self) -> str:
+        return self.outputs["DataBucketName"]
+
+    @property
+    def state_machine_arn(self) -> str:
+        return self.outputs["StateMachineArn"]
+
+
+def _upload_code(template: dict[str, Any], root: Path, overrides: Mapping[str, Path]) -> None:
+    """Point every CodeUri / ContentUri at a zip of its folder in the artefacts bucket."""
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=ARTEFACTS_BUCKET)
+    for logical_id, resource in template["Resources"].items():
+        key = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri"}.get(
+            resource.get("Type", ""))
+        if key is None:
+            continue
+        properties = resource.setdefault("Properties", {})
+        folder = overrides.get(logical_id) or root / str(properties.get(key, ""))
+        if not folder.is_dir():
+            raise StackError(f"{logical_id}: {key} {folder} is not a folder; write the function's code there "
+                             "(see template.yaml) before running aurax local")
+        s3.put_object(Bucket=ARTEFACTS_BUCKET, Key=f"{logical_id}.zip", Body=_zip_folder(folder))
+        properties[key] = f"s3://{ARTEFACTS_BUCKET}/{logical_id}.zip"
+
+
+def _inline_definitions(template: dict[str, Any], root: Path) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Inline each state machine's DefinitionUri; returns logical id -> (ASL text, substitutions)."""
+    machines = {}
+    for logical_id, resource in template["Resources"].items():
+        if resource.get("Type") != "AWS::Serverless::StateMachine":
+            continue
+        properties = resource["Properties"]
+        asl = (root / properties.pop("DefinitionUri")).read_text()
+        properties["Definition"] = json.loads(asl)
+        machines[logical_id] = (asl, dict(properties.get("DefinitionSubstitutions", {})))
+    return machines
+
+
+def _translate(template: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        """The translator looks up AWS managed policies; offline there are none to find."""
+
+        def load(self) -> dict[str, str]:
+            return {}
+
+    try:
+        return transform(template, parameters, NoManagedPolicies())  # type: ignore[arg-type]
+    except Exception as exc:  # samtranslator raises its own InvalidDocumentException with causes
+        causes = getattr(exc, "causes", None) or [exc]
+        raise StackError("template.yaml does not translate: " + "; ".join(str(c) for c in causes)) from exc
+
+
+def _network() -> tuple[str, str]:
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.0.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="aurax-local", Description="aurax local", VpcId=vpc)["GroupId"]
+    return subnet, group
+
+
+def _resolve(value: Any, resources: dict[str, str], functions_arn: dict[str, str], stack: LocalStack) -> Any:
+    """Resolve the intrinsic functions a DefinitionSubstitutions value uses (Ref, GetAtt .Arn, Sub)."""
+    if isinstance(value, str):
+        return value
+    if "Ref" in value:
+        return resources[value["Ref"]]
+    if "Fn::GetAtt" in value:
+        logical_id, attribute = value["Fn::GetAtt"]
+        if attribute == "Arn" and logical_id in functions_arn:
+            return functions_arn[logical_id]
+        raise StackError(f"aurax local cannot resolve GetAtt {logical_id}.{attribute} in DefinitionSubstitutions")
+    if "Fn::Sub" in value:
+        text = value["Fn::Sub"]
+        variables = {"AWS::AccountId": "123456789012", "AWS::Region": REGION, "AWS::Partition": "aws",
+                     **stack.parameters}
+        for name, replacement in variables.items():
+            text = text.replace("${" + name + "}", str(replacement))
+        return text
+    raise StackError(f"aurax local cannot resolve {value} in DefinitionSubstitutions")
+
+
+def _substitute(asl: str, substitutions: dict[str, str]) -> str:
+    for name, value in substitutions.items():
+        asl = asl.replace("${" + name + "}", value)
+    return asl
+
+
+def _bucket_extras(translated: dict[str, Any], stack: LocalStack, functions_arn: dict[str, str]) -> None:
+    """Versioning and Lambda notifications of every bucket in the template (moto's CFN skips both)."""
+    s3 = boto3.client("s3", region_name=REGION)
+    for logical_id, resource in translated["Resources"].items():
+        if resource.get("Type") != "AWS::S3::Bucket":
+            continue
+        bucket = stack.resources[logical_id]
+        properties = resource.get("Properties", {})
+        if properties.get("VersioningConfiguration", {}).get("Status") == "Enabled":
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        configs = []
+        for config in properties.get("NotificationConfiguration", {}).get("LambdaConfigurations", []):
+            function = config["Function"]
+            arn = functions_arn[function["Fn::GetAtt"][0]] if isinstance(function, dict) else function
+            rules = config.get("Filter", {}).get("S3Key", {}).get("Rules", [])
+            entry: dict[str, Any] = {"LambdaFunctionArn": arn, "Events": [config["Event"]]}
+            if rules:
+                entry["Filter"] = {"Key": {"FilterRules": [{"Name": r["Name"], "Value": r["Value"]} for r in rules]}}
+            configs.append(entry)
+        if configs:
+            s3.put_bucket_notification_configuration(
+                Bucket=bucket, NotificationConfiguration={"LambdaFunctionConfigurations": configs})
+
+
+def deploy(template_path: Path, stack_name: str = "aurax-local", *, deployment_name: str = "local",
+           code_overrides: Mapping[str, Path] | None = None, budget_usd: float = 600.0) -> LocalStack:
+    """Deploy the template into the emulation. `code_overrides` maps a function's logical id to another code
+    folder (tests deploy stub handlers with it)."""
+    root = template_path.resolve().parent
+    template = load_template(template_path)
+    _upload_code(template, root, code_overrides or {})
+    machines = _inline_definitions(template, root)
+    subnet, group = _network()
+    parameters = {"DeploymentName": deployment_name, "JobImageUri": LOCAL_IMAGE_URI, "SubnetIds": subnet,
+                  "SecurityGroupIds": group, "AlertEmail": "", "BudgetUSD": str(budget_usd)}
+    parameters = {k: v for k, v in parameters.items() if k in template.get("Parameters", {})}
+    translated = _translate(template, {**parameters, "AWS::Region": REGION, "AWS::AccountId": "123456789012"})
+
+    cfn = boto3.client("cloudformation", region_name=REGION)
+    cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(translated),
+                     Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+                     Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"])
+    described = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+    if described["StackStatus"] != "CREATE_COMPLETE":
+        raise StackError(f"stack {stack_name} ended {described['StackStatus']}: "
+                         f"{described.get('StackStatusReason', 'no reason given')}")
+    resources = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                 for r in cfn.describe_stack_resources(StackName=stack_name)["StackResources"]}
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+    stack = LocalStack(stack_name, outputs, resources)
+    stack.parameters = parameters  # type: ignore[attr-defined]
+
+    lam = boto3.client("lambda", region_name=REGION)
+    functions_arn = {}
+    for logical_id, resource in translated["Resources"].items():
+        if resource["Type"] == "AWS::Lambda::Function":
+            name = resources[logical_id]
+            stack.functions[logical_id] = name
+            functions_arn[logical_id] = lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+    for logical_id, resource in template["Resources"].items():
+        for event in (resource.get("Properties", {}).get("Events") or {}).values():
+            if event.get("Type") == "Schedule":
+                stack.schedules[logical_id] = event["Properties"]["Schedule"]
+
+    _bucket_extras(translated, stack, functions_arn)
+    _create_state_machines(template, machines, stack, functions_arn)
+    return stack
+
+
+def _create_state_machines(template: dict[str, Any], machines: dict[str, tuple[str, dict[str, Any]]],
+                           stack: LocalStack, functions_arn: dict[str, str]) -> None:
+    """Create each state machine again, substituted, in the executing backend, under the name and ARN the
+    stack gave it (moto's CloudFormation put it in the non-executing backend, unsubstituted)."""
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    for logical_id, (asl, substitutions) in machines.items():
+        values = {k: str(_resolve(v, stack.resources, functions_arn, stack)) for k, v in substitutions.items()}
+        definition = _substitute(asl, values)
+        arn = stack.resources[logical_id]
+        name = arn.rsplit(":", 1)[-1]
+        role = next((v for k, v in stack.resources.items() if k == f"{logical_id}Role"), None) or \
+            f"arn:aws:iam::123456789012:role/{name}"
+        try:
+            sfn.delete_state_machine(stateMachineArn=arn)
+        except sfn.exceptions.ClientError:
+            pass
+        created = sfn.create_state_machine(name=name, definition=definition, roleArn=_role_arn(role),
+                                           type=template["Resources"][logical_id]["Properties"].get("Type",
+                                                                                                   "STANDARD"))
+        if created["stateMachineArn"] != arn:
+            stack.resources[logical_id] = created["stateMachineArn"]
+            stack.outputs = {k: (created["stateMachineArn"] if v == arn else v) for k, v in stack.outputs.items()}
+
+
+def _role_arn(role: str) -> str:
+    return role if role.startswith("arn:") else f"arn:aws:iam::123456789012:role/{role}"

@@ -1,0 +1,165 @@
+"""Data-parallel training on every GPU of the instance, with the single-process path as world size 1.
+
+`aurax job train` is what the Batch job definition runs. On an instance with several GPUs (g4dn.12xlarge)
+that process becomes a launcher: it starts one worker per GPU running the same command, with torchrun's
+environment contract (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), forwards SIGTERM to them and
+exits with their exit code. Not torchrun itself: its elastic agent reports any worker failure as exit 1,
+which would hide the codes Batch's retry strategy and the state machine act on (75, 76, 77). A command
+started under torchrun (WORLD_SIZE set) works too.
+
+Environment: `AURAX_CPU_WORKERS=N` runs N gloo workers on the CPU (the same code path, for tests);
+`AURAX_DEVICE=cpu` keeps training on the CPU on a GPU machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from types import FrameType
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+#: How long the launcher lets the other workers finish (e.g. an emergency checkpoint) after one has failed.
+_GRACE_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def max_int(self, value: int) -> int:
+        """The largest `value` over all ranks (agreement on a stop cause)."""
+        if not self.distributed:
+            return value
+        tensor = torch.tensor([value], dtype=torch.int64, device=self._comm_device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return int(tensor.item())
+
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        """Mean over ranks of a float64 tensor (step loss, validation sums)."""
+        if not self.distributed:
+            return values
+        reduced = values.to(self._comm_device, copy=True)
+        dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
+        return reduced.cpu() / self.world_size
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's `obj`, on every rank (the RNG states a checkpoint saves)."""
+        if not self.distributed:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's `obj` on every rank; doubles as a barrier after rank 0's checkpoint save."""
+        if not self.distributed:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    @property
+    def _comm_device(self) -> torch.device:
+        return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+    def close(self) -> None:
+        if self.distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _device_for(local_rank: int) -> torch.device:
+    if os.environ.get("AURAX_DEVICE", "").lower() == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    torch.cuda.set_device(local_rank)
+    return torch.device("cuda", local_rank)
+
+
+def init_distributed() -> DistContext:
+    """This process's rank and device; joins the process group when started as one of several workers."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = _device_for(int(os.environ.get("LOCAL_RANK", "0")))
+    if world_size > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world_size,
+                                timeout=timedelta(minutes=30))
+    return DistContext(rank=rank, world_size=world_size, device=device)
+
+
+def workers_to_launch() -> int:
+    """How many workers this process should start (0: train in this process)."""
+    if "WORLD_SIZE" in os.environ:  # already a worker (ours or torchrun's)
+        return 0
+    if workers := int(os.environ.get("AURAX_CPU_WORKERS", "0")):
+        return workers if workers > 1 else 0
+    if os.environ.get("AURAX_DEVICE", "").lower() == "cpu" or not torch.cuda.is_available():
+        return 0
+    count = torch.cuda.device_count()
+    return count if count > 1 else 0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def launch_workers(argv: Sequence[str], workers: int) -> int:
+    """Run `aurax <argv>` as `workers` ranks; return rank 0's exit code, or the first failure's."""
+    port = _free_port()
+    procs = []
+    for rank in range(workers):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(workers),
+               "LOCAL_WORLD_SIZE": str(workers), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        if os.environ.get("AURAX_CPU_WORKERS"):
+            env["AURAX_DEVICE"] = "cpu"
+        procs.append(subprocess.Popen([sys.executable, "-m", "aurax.cli", *argv], env=env))
+    log.info("launched %d data-parallel workers (pids %s)", workers, [p.pid for p in procs])
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        failed_at: float | None = None
+        while any(p.poll() is None for p in procs):
+            if failed_at is None and any(p.returncode not in (None, 0) for p in procs):
+                failed_at = time.monotonic()
+            if failed_at is not None and time.monotonic() - failed_at > _GRACE_SECONDS:
+                log.error("a worker failed; stopping the others")
+                for proc in procs:
+                    if proc.poll() is None:
+                        proc.kill()
+            time.sleep(0.2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    codes = [p.returncode for p in procs]
+    log.info("workers exited with %s", codes)
+    if codes[0] != 0:
+        return codes[0] if codes[0] > 0 else 1
+    return next((c if c > 0 else 1 for c in codes if c != 0), 0)

@@ -1,0 +1,31 @@
+"""Step Functions task: write the abort report, mark the run aborted, announce it once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aurax_control.idempotency import idempotency_config, persistence_layer
+from aurax_control.inputs import AbortInput
+from aurax_control.runtime import runtime
+from aurax_control.tasks import write_abort_report
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.idempotency import idempotent_function
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = Logger()
+config = idempotency_config("[run_id, reason]", days=30)
+
+
+@idempotent_function(data_keyword_argument="request", persistence_store=persistence_layer(), config=config)
+def abort_once(request: dict[str, Any]) -> dict[str, Any]:
+    result = write_abort_report(runtime(), parse(event=request, model=AbortInput), datetime.now(UTC))
+    logger.info("run aborted", extra=result)
+    return result
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    config.register_lambda_context(context)
+    return abort_once(request=event)

@@ -1,0 +1,31 @@
+"""Inputs of the state machine's decide / abort / promote tasks (the state machine builds them with
+Parameters; unknown keys are ignored so that passing a whole state object does not break a task)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from aurax_contracts import AbortReason, Decision
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TaskInput(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    run_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$")
+    config_uri: str = Field(pattern=r"^s3://[^/]+/.+")
+    run_uri: str = Field(pattern=r"^s3://[^/]+/.+")
+
+
+class DecideInput(TaskInput):
+    point: Literal["decision", "final"]
+
+
+class AbortInput(TaskInput):
+    reason: AbortReason
+    detail: str = ""
+    decision: Decision | None = None
+
+
+class PromoteInput(TaskInput):
+    decision: Decision

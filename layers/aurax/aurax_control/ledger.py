@@ -1,0 +1,97 @@
+"""Updating one run's cost ledger from Batch, EC2 spot price history and S3, and enforcing its budget."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from aurax_contracts import AbortReason, AlertDetail, AttemptCost, CostLedger, RunConfig, RunState, Severity
+
+from . import cost, objects
+from .aws import client
+from .guard import stop_run
+from .jobs import ACTIVE_JOB_STATUSES, find_jobs
+from .monitor import MonitorState
+from .runtime import Runtime
+from .store import LEDGER, MONITOR
+
+#: The product whose spot prices Batch pays on Amazon Linux ECS-optimised AMIs in a VPC.
+PRODUCT = "Linux/UNIX (Amazon VPC)"
+
+
+def spot_prices(span: cost.AttemptSpan, now: datetime) -> list[cost.PricePoint]:
+    if not span.instance_type or not span.availability_zone:
+        return []
+    start, end = cost.price_window(span, now)
+    points: list[cost.PricePoint] = []
+    paginator = client("ec2").get_paginator("describe_spot_price_history")
+    for page in paginator.paginate(InstanceTypes=[span.instance_type], AvailabilityZone=span.availability_zone,
+                                   ProductDescriptions=[PRODUCT], StartTime=start, EndTime=end):
+        for item in page.get("SpotPriceHistory", []):
+            # Filter again: some endpoints (and moto) ignore part of the query.
+            if item.get("InstanceType") == span.instance_type and \
+                    item.get("AvailabilityZone") == span.availability_zone:
+                points.append(cost.PricePoint(item["Timestamp"], float(item["SpotPrice"])))
+    return points
+
+
+def build_ledger(rt: Runtime, state: RunState, config: RunConfig, previous: CostLedger | None,
+                 now: datetime) -> CostLedger:
+    monitor, _ = rt.store.get_doc(state.run_id, MONITOR, MonitorState)
+    hosts = {k: v.model_dump() for k, v in (monitor.hosts if monitor else {}).items()}
+    known = [i for i in {state.current_job_id, *(k.split("#")[0] for k in hosts)} if i]
+    attempts: dict[tuple[str, int], AttemptCost] = {(a.job_id, a.attempt): a for a in (previous.attempts if previous else [])}
+    for job in find_jobs(state.run_id, rt.settings.job_queues, known):
+        for span in cost.attempt_spans(job, hosts):
+            done = attempts.get((span.job_id, span.attempt))
+            if done is not None and done.stopped_at is not None:
+                continue  # a finished attempt's cost is final: no need to ask for its prices again
+            attempts[(span.job_id, span.attempt)] = cost.cost_attempt(
+                span, spot_prices(span, now), config.compute.on_demand_fallback_usd_per_hour, now)
+    compute = round(sum(a.cost_usd for a in attempts.values()), 6)
+    usage = objects.usage(rt.layout(state.run_id).run_uri)
+    started = min([a.started_at for a in attempts.values()] + [t for t in (state.training_started_at, now) if t])
+    storage = cost.storage_estimate(usage.bytes, usage.objects, started, now, config.budget)
+    spend = round(compute + storage, 6)
+    per_step, projected = cost.project(spend, compute, state.step, state.total_steps)
+    return CostLedger(run_id=state.run_id, attempts=sorted(attempts.values(), key=lambda a: (a.started_at, a.job_id)),
+                      compute_usd=compute, storage_usd=storage, spend_usd=spend, projected_usd=projected,
+                      usd_per_step=per_step, budget_usd=config.budget.budget_usd,
+                      alerted_fractions=list(previous.alerted_fractions) if previous else [], updated_at=now)
+
+
+def update_run(rt: Runtime, state: RunState, config: RunConfig, now: datetime) -> CostLedger:
+    """Recompute the ledger, alert on newly crossed budget fractions, stop the run when over budget."""
+    previous, version = rt.store.get_doc(state.run_id, LEDGER, CostLedger)
+    ledger = build_ledger(rt, state, config, previous, now)
+    verdict = cost.judge_budget(ledger, config.budget)
+    for fraction in verdict.crossed_fractions:
+        rt.notifier.alert(AlertDetail(
+            run_id=state.run_id, severity=Severity.WARNING, code=f"budget-{round(fraction * 100)}",
+            what=f"Spend reached {fraction:.0%} of the budget (${ledger.spend_usd:.2f} of ${ledger.budget_usd:.2f})",
+            step=state.step, epoch=state.epoch, time=now,
+            evidence={"spend_usd": ledger.spend_usd, "budget_usd": ledger.budget_usd,
+                      "projected_usd": ledger.projected_usd, "usd_per_step": ledger.usd_per_step},
+            action="Check the projection: if it exceeds the budget, cut training.total_epochs or stop the run "
+                   "(`aurax stop`) before the guard does."))
+        ledger.alerted_fractions = [*ledger.alerted_fractions, fraction]
+    rt.store.put_doc(state.run_id, LEDGER, ledger, expected_version=version,
+                     extra={"spend_usd": ledger.spend_usd, "projected_usd": ledger.projected_usd})
+    if verdict.crossed_fractions:
+        rt.store.update_state(state.run_id, add_fields={"alerts_sent": len(verdict.crossed_fractions)})
+    if verdict.stop_detail and state.abort_reason is None:
+        active = [a.job_id for a in ledger.attempts if a.stopped_at is None]
+        stop_run(rt.store, rt.notifier, rt.settings.root, state.run_id, AbortReason.OVER_BUDGET,
+                 verdict.stop_detail, _active_job_ids(rt, state, active), AlertDetail(
+                     run_id=state.run_id, severity=Severity.CRITICAL, code="over-budget",
+                     what=f"Run stopped: {verdict.stop_detail}", step=state.step, epoch=state.epoch, time=now,
+                     evidence={"spend_usd": ledger.spend_usd, "budget_usd": ledger.budget_usd,
+                               "projected_usd": ledger.projected_usd, "usd_per_step": ledger.usd_per_step,
+                               "margin": config.budget.projection_margin},
+                     action="The job checkpoints and stops; the abort report lists the spend. Raise "
+                            "budget.budget_usd or shorten the run, then start a new execution to resume."))
+    return ledger
+
+
+def _active_job_ids(rt: Runtime, state: RunState, running_attempt_jobs: list[str]) -> list[str]:
+    jobs = find_jobs(state.run_id, rt.settings.job_queues, [state.current_job_id or "", *running_attempt_jobs])
+    return [j["jobId"] for j in jobs if j.get("status") in ACTIVE_JOB_STATUSES]
