@@ -24,6 +24,9 @@ from . import storage
 
 log = logging.getLogger(__name__)
 
+#: The ticker's shortest period (a flush interval of 0, in tests, flushes from the caller instead).
+MIN_TICK_SECONDS = 1.0
+
 
 def _next_sequence(metrics_uri: str, attempt: int) -> int:
     prefix = join(metrics_uri, metrics_chunk_name(attempt, 0).split("/")[0])
@@ -65,7 +68,7 @@ class MetricsSink:
 
     def start_ticker(self, callback: Callable[[], None]) -> None:
         def tick() -> None:
-            while not self._stop.wait(max(self.flush_seconds, 0.05)):
+            while not self._stop.wait(max(self.flush_seconds, MIN_TICK_SECONDS)):
                 try:
                     callback()
                     self.maybe_flush()

@@ -61,11 +61,28 @@ def load_musicgen(model_id: str, attention: str = "eager", seed: int = 0) -> Mus
         config = tiny_musicgen_config()
         config._attn_implementation = attention
         model = MusicgenForConditionalGeneration(config)
+        _spread_tiny_codebooks(model, seed)
         torch.random.set_rng_state(generator_state)
     else:
         log.info("loading %s from the Hugging Face hub (or its local cache)", model_id)
         model = MusicgenForConditionalGeneration.from_pretrained(model_id, attn_implementation=attention)
     return _with_decoder_start(model).eval()
+
+
+def _spread_tiny_codebooks(model: MusicgenForConditionalGeneration, seed: int) -> None:
+    """transformers initialises EnCodec codebooks to zeros, so a model built from a config encodes every sound
+    to code 0 and a test could not tell clips apart. Give the tiny codec seeded entries on the scale of its
+    encoder's output (as EnCodec's k-means initialisation would), so different audio gives different codes."""
+    generator = torch.Generator().manual_seed(seed)
+    codec = model.audio_encoder
+    with torch.no_grad():
+        frames = codec.encoder(torch.randn(1, 1, codec.config.sampling_rate, generator=generator))[0].T
+        scale = frames.std(dim=0)
+        for depth, layer in enumerate(codec.quantizer.layers):
+            entries = frames.mean(dim=0) * (depth == 0) + \
+                torch.randn(layer.codebook.embed.shape, generator=generator) * scale / 2 ** depth
+            layer.codebook.embed.copy_(entries)
+            layer.codebook.embed_avg.copy_(entries)
 
 
 def load_tokenizer(model_id: str) -> PreTrainedTokenizerBase:

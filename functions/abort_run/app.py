@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from aurax_control.idempotency import idempotency_config, persistence_layer
+from aurax_control.idempotency import idempotency_config, persistence_layer, with_plan_id
 from aurax_control.inputs import AbortInput
 from aurax_control.runtime import runtime
 from aurax_control.tasks import write_abort_report
@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
-config = idempotency_config("[run_id, reason]", days=30)
+config = idempotency_config("[run_id, reason, plan_id]", days=30)
 
 
 @idempotent_function(data_keyword_argument="request", persistence_store=persistence_layer(), config=config)
@@ -28,4 +28,4 @@ def abort_once(request: dict[str, Any]) -> dict[str, Any]:
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     config.register_lambda_context(context)
-    return abort_once(request=event)
+    return abort_once(request=with_plan_id(event, runtime().store))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from aurax_control.idempotency import idempotency_config, persistence_layer
+from aurax_control.idempotency import idempotency_config, persistence_layer, with_plan_id
 from aurax_control.inputs import PromoteInput
 from aurax_control.runtime import runtime
 from aurax_control.tasks import NoVerifiedCheckpointError, promote
@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 __all__ = ["NoVerifiedCheckpointError", "lambda_handler"]
 
 logger = Logger()
-config = idempotency_config("run_id", days=365)
+config = idempotency_config("[run_id, plan_id]", days=365)
 
 
 @idempotent_function(data_keyword_argument="request", persistence_store=persistence_layer(), config=config)
@@ -30,4 +30,4 @@ def promote_once(request: dict[str, Any]) -> dict[str, Any]:
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     config.register_lambda_context(context)
-    return promote_once(request=event)
+    return promote_once(request=with_plan_id(event, runtime().store))

@@ -44,5 +44,5 @@ def test_unknown_tag_names_it_and_suggests_close_matches() -> None:
     text = str(caught.value)
     assert "'hous' is not a MagnaTagATune tag" in text and "did you mean 'house'" in text
     assert "'percusion'" in text and "'percussion'" in text
-    assert "'zzzz'" in text and "'clasical'" not in text.split("zzzz")[0].split("percussion")[-1]
-    assert len(caught.value.problems) == 3
+    assert "dataset.exclude_tags: 'zzzz' is not a MagnaTagATune tag" in text
+    assert len(caught.value.problems) == 3  # 'clasical' is MTAT's own misspelt column: known, accepted

@@ -39,19 +39,13 @@ class BatchInfra:
 
 
 def create_batch_infra() -> BatchInfra:
-    """A VPC, subnet, security group, roles, a managed compute environment and a queue (inside mock_aws)."""
-    ec2 = boto3.client("ec2", region_name=REGION)
+    """A role, a compute environment and a queue (inside mock_aws)."""
     iam = boto3.client("iam", region_name=REGION)
     batch = boto3.client("batch", region_name=REGION)
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName="aurax", Description="aurax", VpcId=vpc)["GroupId"]
     role = iam.create_role(RoleName="aurax-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    profile = iam.create_instance_profile(InstanceProfileName="aurax-profile")["InstanceProfile"]["Arn"]
-    env = batch.create_compute_environment(
-        computeEnvironmentName="aurax-ce", type="MANAGED", state="ENABLED", serviceRole=role,
-        computeResources={"type": "EC2", "minvCpus": 0, "maxvCpus": 4, "instanceTypes": ["c5.large"],
-                          "subnets": [subnet], "securityGroupIds": [group], "instanceRole": profile})
+    # UNMANAGED: moto launches no instances for it (the job runner does not need any).
+    env = batch.create_compute_environment(computeEnvironmentName="aurax-ce", type="UNMANAGED", state="ENABLED",
+                                           serviceRole=role)
     queue = batch.create_job_queue(jobQueueName="aurax-q", state="ENABLED", priority=1,
                                    computeEnvironmentOrder=[{"order": 1,
                                                              "computeEnvironment": env["computeEnvironmentArn"]}])

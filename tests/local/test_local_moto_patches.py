@@ -148,13 +148,18 @@ def test_s3_notification_invokes_the_real_handler(batch_infra: BatchInfra):
     source = """
     import boto3, os
     from urllib.parse import unquote_plus
+    from aws_lambda_powertools.utilities.parser import parse
+    from aws_lambda_powertools.utilities.parser.models import S3Model
     def handler(event, context):
-        key = unquote_plus(event["Records"][0]["s3"]["object"]["key"])
+        record = parse(event=event, model=S3Model).Records[0]  # AWS's full record shape
+        assert record.s3.object.sequencer and record.s3.object.versionId
+        key = unquote_plus(record.s3.object.key)
         boto3.client("s3").put_object(Bucket=os.environ["BUCKET"], Key="seen/" + key.replace("/", "_"), Body=b"1")
         return {}
     """
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket="data")
+    s3.put_bucket_versioning(Bucket="data", VersioningConfiguration={"Status": "Enabled"})
     arn = create_function("monitor", source, batch_infra.role_arn, {"BUCKET": "data"})
     s3.put_bucket_notification_configuration(Bucket="data", NotificationConfiguration={
         "LambdaFunctionConfigurations": [{"LambdaFunctionArn": arn, "Events": ["s3:ObjectCreated:*"],
@@ -165,7 +170,7 @@ def test_s3_notification_invokes_the_real_handler(batch_infra: BatchInfra):
         s3.put_object(Bucket="data", Key="runs/r1/other.txt", Body=b"x")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="data", Prefix="seen/").get("Contents", [])]
     assert keys == ["seen/runs_r1_metrics_a.jsonl"]
-    assert [i.function_name for i in local.lambda_invocations] == ["monitor"]
+    assert [(i.function_name, i.error_type) for i in local.lambda_invocations] == [("monitor", None)]
 
 
 def test_patches_install_and_remove_cleanly(aws: None):
@@ -198,3 +203,34 @@ def test_batch_retries_when_no_rule_matches():
 def test_ref_substitution_is_whole_argument_only():
     assert resolve_command(["a", "Ref::x", "pre-Ref::x", "Ref::missing"], {"x": "1"}) == \
         ["a", "1", "pre-Ref::x", "Ref::missing"]
+
+
+def test_batch_state_changes_reach_a_lambda_through_an_eventbridge_rule(batch_infra: BatchInfra):
+    source = """
+    import boto3, json, os
+    def handler(event, context):
+        detail = event["detail"]
+        key = f"seen/{detail['jobName']}-{len(detail['attempts'])}-{detail['status']}"
+        boto3.client("s3").put_object(Bucket="data", Key=key, Body=event["time"].encode())
+        return {}
+    """
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="data")
+    arn = create_function("ledger", source, batch_infra.role_arn)
+    events = boto3.client("events", region_name=REGION)
+    events.put_rule(Name="batch-changes", EventPattern=json.dumps({"source": ["aws.batch"],
+                                                                   "detail-type": ["Batch Job State Change"]}))
+    events.put_targets(Rule="batch-changes", Targets=[{"Id": "ledger", "Arn": arn}])
+    scheduled = create_function("scheduled", "def handler(event, context):\n    return {}\n", batch_infra.role_arn)
+    events.put_rule(Name="every-10-minutes", ScheduleExpression="rate(10 minutes)")
+    events.put_targets(Rule="every-10-minutes", Targets=[{"Id": "scheduled", "Arn": scheduled}])
+    definition = batch_infra.job_definition("train", ["x"])
+    runner = ScriptedRunner(BatchJobResult(int(JobExit.INTERRUPTED)), BatchJobResult(0))
+    batch = boto3.client("batch", region_name=REGION)
+    with patched_moto(runner) as local:
+        batch.submit_job(jobName="train", jobQueue=batch_infra.queue, jobDefinition=definition)
+        assert local.batch.wait(10)
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="data", Prefix="seen/")["Contents"])
+    assert keys == ["seen/train-1-RUNNABLE", "seen/train-1-RUNNING", "seen/train-2-RUNNING", "seen/train-2-SUCCEEDED"]
+    assert s3.get_object(Bucket="data", Key=keys[0])["Body"].read().decode().endswith("Z")  # ISO time, as on AWS
+    assert {i.function_name for i in local.lambda_invocations} == {"ledger"}  # a schedule ignores events

@@ -16,6 +16,7 @@ from aurax_contracts.base import Contract
 
 Positive = Annotated[float, Field(gt=0)]
 Weight = Annotated[float, Field(ge=0, le=100)]
+Decibels = Annotated[float, Field(ge=-60, le=60)]
 
 
 class DetectorConfig(Contract):
@@ -25,7 +26,7 @@ class DetectorConfig(Contract):
     """Lowest fundamental of a log drum (the issue's 50-150 Hz)."""
     f0_max_hz: Annotated[float, Field(gt=0, le=1000)] = 150.0
     decay_min_ms: Annotated[float, Field(gt=0, le=10_000)] = 250.0
-    """Shortest -30 dB decay: the 300 ms of the criteria less a measurement margin; kicks decay in < 200 ms."""
+    """Shortest -30 dB decay: the criteria's 300 ms less a measurement margin; kicks decay in < 200 ms."""
     decay_max_ms: Annotated[float, Field(gt=0, le=10_000)] = 800.0
     """Longest -30 dB decay: the 600 ms of the criteria plus a margin; 808s ring for over a second."""
     max_rolloff_db_per_oct: Annotated[float, Field(ge=-120, le=0)] = -12.0
@@ -84,15 +85,14 @@ class ScoreConfig(Contract):
     """Band of the shaker/hi-hat envelope (below 8 kHz so 16 kHz material still counts)."""
     shaker_min_regularity: Annotated[float, Field(ge=0, lt=1)] = 0.15
     shaker_full_regularity: Annotated[float, Field(gt=0, le=1)] = 0.45
-    """Autocorrelation of the shaker envelope at the 16th-note lag mapped linearly from min (0) to full (1)."""
-    low_end_balance_db: tuple[Annotated[float, Field(ge=-60, le=60)], Annotated[float, Field(ge=-60, le=60)]] = (
-        6.0, 20.0)
+    """Autocorrelation of the shaker envelope at the 16th lag, mapped linearly from min (0) to full (1)."""
+    low_end_balance_db: tuple[Decibels, Decibels] = (6.0, 20.0)
     """Energy below 250 Hz over the energy above it, in dB, that scores 1: bass-led but not bass only."""
     low_end_falloff_db: Positive = 6.0
     """The low-end component falls linearly to 0 this many dB outside that range."""
     keys_band_hz: tuple[Positive, Positive] = (200.0, 2000.0)
     keys_full_fraction: Annotated[float, Field(gt=0, le=1)] = 0.5
-    """Share of sounding frames with a chord (3+ pitch classes as clear spectral peaks) for a full component."""
+    """Share of sounding frames with a chord (3+ pitch classes as clear spectral peaks) for full marks."""
     authentic_threshold: Annotated[float, Field(ge=0, le=100)] = 80.0
     """`aurax score` calls a clip authentic at this score (the evaluation uses the run config's threshold)."""
 
@@ -118,9 +118,11 @@ def parse_analysis_config(text: str, source: str = "analysis config") -> Analysi
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ContractError(source, [f"not valid YAML/JSON: {exc}; fix: check indentation and quoting"]) from exc
+        problem = f"not valid YAML/JSON: {exc}; fix: check indentation and quoting"
+        raise ContractError(source, [problem]) from exc
     if not isinstance(data, dict):
-        raise ContractError(source, [f"expected a mapping with `detector:` and/or `score:`, got {type(data).__name__}"])
+        raise ContractError(source, ["expected a mapping with `detector:` and/or `score:`, got "
+                                     f"{type(data).__name__}; fix: see docs/scoring.md"])
     try:
         return AnalysisConfig.model_validate(data)
     except ValidationError as exc:

@@ -6,15 +6,18 @@ detector confuses it with kicks (fast pitch sweep, < 200 ms decay, click), 808s 
 low stationary tones and noise; measuring all three properties per onset separates them.
 
 Per low-band onset (30-400 Hz, 4 kHz analysis rate, 64 ms Hann windows every 10 ms):
-- fundamental: strongest peak 25-400 Hz of the event's body (20-80 ms after its peak) with what sounded just
+- fundamental: strongest peak 20-400 Hz of the event's body (20-80 ms after its peak) with what sounded just
   before the onset subtracted, so sustained keys or a ringing previous note do not pull it;
 - decay: the slope (dB/ms) of the fundamental's level from 20 ms after the peak until the next onset (or until
-  it reaches the background), extrapolated to -30 dB. Extrapolating the early decay is what lets a bassline
-  of overlapping notes be measured, and it is unbiased for exponential decays because the window's smearing
-  only shifts an exponential in time;
+  it sinks to the pre-onset background), extrapolated to -30 dB. Extrapolating the early decay is what lets a
+  bassline of overlapping notes be measured, and it is unbiased for exponential decays because the window's
+  smearing only shifts an exponential in time. (Subtracting the background would bias it: a previous note of
+  the same pitch keeps decaying under the new one.)
 - roll-off: for harmonics 2-4 of the fundamental, (level_k - level_1) / log2(k) over the first 80 ms after the
   peak, background subtracted; the shallowest of them is reported, so one strong harmonic (a sawtooth bass, a
   piano, a click) fails the event.
+A log drum struck together with a kick is usually not counted (the kick's sweep fills the harmonics); the
+clip verdict rests on the other notes of the bassline, which in Amapiano mostly fall off the kick.
 An event counts when all three lie inside `DetectorConfig`'s ranges; the clip has log drums when at least
 `min_events` events count.
 """
@@ -27,7 +30,7 @@ import numpy as np
 from scipy.signal import find_peaks
 
 from .config import DetectorConfig
-from .spectral import _hann, parabolic_peak, power_db, resample, stft_power
+from .spectral import hann, parabolic_peak, power_db, resample, stft_power
 
 ANALYSIS_SR = 4000
 WINDOW = 256  # 64 ms: resolves 50 Hz from 100 Hz and keeps the decay frames short
@@ -38,12 +41,13 @@ FRAME_S = HOP / ANALYSIS_SR
 LOW_BAND_HZ = (30.0, 400.0)
 F0_SEARCH_HZ = (20.0, 400.0)
 #: dB of a full-scale sine in one frame's one-sided power spectrum (sum over bins), for dBFS levels.
-FULL_SCALE_DB = float(10 * np.log10(N_FFT * float((_hann(WINDOW) ** 2).sum()) / 4))
+FULL_SCALE_DB = float(10 * np.log10(N_FFT * float((hann(WINDOW) ** 2).sum()) / 4))
 FLOOR_DB = 80.0  # levels more than this below the clip's loudest are treated as silence
 MIN_FIT_FRAMES = 4
 MAX_TRACK_FRAMES = 150  # 1.5 s: beyond any log drum's decay
 TRACK_TOLERANCE = 0.25  # the fundamental may move +-25 % after the body (end of a glide)
 UNBOUNDED_DECAY_MS = 10_000.0  # reported for a sound that does not decay at all
+LEAD_IN_FRAMES = 6  # silence put before the clip, so that a note at t=0 is an onset like any other
 
 
 class AudioTooShortError(ValueError):
@@ -98,8 +102,9 @@ def detect(samples: np.ndarray, sr: int, config: DetectorConfig | None = None) -
     if duration < config.min_seconds:
         raise AudioTooShortError(f"audio is {duration:.3f} s long; the detector needs at least "
                                  f"{config.min_seconds} s (DetectorConfig.min_seconds)")
-    power = stft_power(analysis_signal(samples, sr), WINDOW, HOP, N_FFT)
-    candidates = [c for c in _measure_onsets(power, config)]
+    signal = np.concatenate([np.zeros(LEAD_IN_FRAMES * HOP, dtype=np.float32), analysis_signal(samples, sr)])
+    power = stft_power(signal, WINDOW, HOP, N_FFT)
+    candidates = _measure_onsets(power, config)
     events = [c.as_event() for c in candidates if c.accepted]
     confidence = min(1.0, len(events) / config.full_confidence_events)
     return Detection(len(events) >= config.min_events, confidence, events, candidates, duration)
@@ -121,14 +126,10 @@ def low_band_onsets(power: np.ndarray, config: DetectorConfig) -> np.ndarray:
     flux[2:] = np.maximum(bins_db[2:] - bins_db[:-2], 0.0).sum(axis=1)
     peaks, _ = find_peaks(flux, distance=8)
     keep = []
-    for t in peaks:
-        before = level[max(0, t - 6):t]
-        after = level[t:t + 6]
-        if before.size == 0 or after.size == 0:
-            before = np.array([loudest - FLOOR_DB])
-        top = float(after.max())
-        if top - float(before.min()) >= config.min_onset_rise_db and top >= loudest - config.event_range_db \
-                and top >= config.silence_dbfs:
+    for t in peaks:  # find_peaks never returns the first or last frame: both slices are non-empty
+        top = float(level[t:t + 6].max())
+        rise = top - float(level[max(0, t - 6):t].min())
+        if rise >= config.min_onset_rise_db and top >= max(loudest - config.event_range_db, config.silence_dbfs):
             keep.append(t)
     return np.asarray(keep, dtype=int)
 
@@ -153,7 +154,8 @@ def _measure_one(power: np.ndarray, low: np.ndarray, onset: int, next_onset: int
                  config: DetectorConfig) -> Candidate | None:
     n_frames = power.shape[0]
     peak = onset + int(np.argmax(low[onset:max(onset + 1, min(onset + 8, next_onset))]))
-    background = power[max(0, onset - 6):max(1, onset - 2)].mean(axis=0) if onset >= 3 else np.zeros(power.shape[1])
+    # What sounded 20-60 ms before the onset: subtracted so that sustained sounds do not pull the measurements.
+    background = power[max(0, onset - 6):onset - 2].mean(axis=0) if onset >= 3 else np.zeros(power.shape[1])
     body_end = max(peak + 3, min(peak + 8, next_onset - 2))
     body = np.maximum(power[peak + 2:body_end].mean(axis=0) - background, 0.0) if peak + 2 < n_frames \
         else np.maximum(power[peak] - background, 0.0)
@@ -161,13 +163,15 @@ def _measure_one(power: np.ndarray, low: np.ndarray, onset: int, next_onset: int
     k = int(np.argmax(region))
     f0_bin = search.start + parabolic_peak(region, k)
     f0 = f0_bin * BIN_HZ
-    time_s = onset * FRAME_S
+    time_s = max(0.0, (onset - LEAD_IN_FRAMES) * FRAME_S)
     decay = _decay_ms(power, background, peak, min(next_onset - 3, peak + MAX_TRACK_FRAMES), f0_bin)
     if decay is None:
         return None  # masked too soon after its peak to measure
-    attack = np.maximum(power[peak:max(peak + 1, min(peak + 8, next_onset - 2))].mean(axis=0) - background, 0.0)
+    attack_end = max(peak + 1, min(peak + 8, next_onset - 2))
+    attack = np.maximum(power[peak:attack_end].mean(axis=0) - background, 0.0)
     rolloff = _rolloff_db_per_oct(attack, f0_bin)
-    accepted = (config.f0_min_hz <= f0 <= config.f0_max_hz and config.decay_min_ms <= decay <= config.decay_max_ms
+    accepted = (config.f0_min_hz <= f0 <= config.f0_max_hz
+                and config.decay_min_ms <= decay <= config.decay_max_ms
                 and rolloff <= config.max_rolloff_db_per_oct)
     return Candidate(time_s, f0, decay, rolloff, accepted)
 
@@ -186,9 +190,9 @@ def _decay_ms(power: np.ndarray, background: np.ndarray, peak: int, end: int, f0
         if below.size and track.size > start:
             return 1000.0 * FRAME_S * (start + below[0]) * 30.0 / max(float(track[0] - floor), 1.0)
         return None
-    y = track[start:stop]
-    x = np.arange(y.size, dtype=np.float64)
-    slope = float(np.polyfit(x, y, 1)[0]) / (FRAME_S * 1000.0)  # dB per ms
+    y = track[start:stop].astype(np.float64)
+    x = np.arange(y.size, dtype=np.float64) - (y.size - 1) / 2.0
+    slope = float(x @ (y - y.mean()) / (x @ x)) / (FRAME_S * 1000.0)  # least-squares dB per ms
     return min(UNBOUNDED_DECAY_MS, 30.0 / -slope) if slope < 0 else UNBOUNDED_DECAY_MS
 
 

@@ -23,10 +23,7 @@ class Audio:
     samples: np.ndarray  # mono float32 in [-1, 1]
     sample_rate: int
     channels: int
-
-    @property
-    def seconds(self) -> float:
-        return self.samples.size / self.sample_rate
+    """Channels in the file (the samples are their average)."""
 
 
 def decode_audio(data: bytes, name: str) -> Audio:
@@ -36,9 +33,11 @@ def decode_audio(data: bytes, name: str) -> Audio:
     try:
         samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioFileError(f"{name}: cannot decode it as audio ({exc}); give a {SUPPORTED} file") from exc
+        reason = getattr(exc, "error_string", None) or str(exc)
+        message = f"{name}: cannot decode it as audio ({reason}); give a {SUPPORTED} file"
+        raise AudioFileError(message) from exc
     if samples.shape[0] == 0:
-        raise AudioFileError(f"{name}: the file holds no audio samples; give a {SUPPORTED} file with audio in it")
+        raise AudioFileError(f"{name}: the file holds no audio samples; give a {SUPPORTED} file with audio")
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
     if not np.all(np.isfinite(mono)):
         raise AudioFileError(f"{name}: the audio contains NaN or infinite samples; re-export it")
@@ -50,7 +49,7 @@ def load_audio(uri: str) -> Audio:
     try:
         data = storage.read_bytes(uri)
     except storage.StorageError as exc:
-        raise AudioFileError(f"{uri}: {exc}") from exc
+        raise AudioFileError(str(exc)) from exc
     return decode_audio(data, uri)
 
 

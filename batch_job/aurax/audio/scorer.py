@@ -1,11 +1,11 @@
 """The AURA-X cultural score: 0-100 from five weighted components, each 0..1 (docs/scoring.md).
 
-- log_drum: the detector's confidence and the event rate (events per second over `log_drum_rate_hz`), averaged;
+- log_drum: mean of the detector's confidence and the event rate (events per second / `log_drum_rate_hz`);
 - tempo: 1 inside the Amapiano range (108-118 BPM), falling to 0 `tempo_falloff_bpm` outside it; the tempo is
   read octave-free (a track felt at 56 or 224 BPM counts as 112), as beat trackers often halve or double;
 - shakers: regularity of the 5-8 kHz envelope at the sixteenth-note lag of that tempo (rolling shakers/hats);
 - low_end: energy below 250 Hz over the energy above it (dB) inside the bass-led range Amapiano mixes sit in;
-- keys: share of sounding frames with a chord (three or more pitch classes as clear spectral peaks, 200-2000 Hz).
+- keys: share of sounding frames with a chord (3+ pitch classes as clear spectral peaks in 200-2000 Hz).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def score(samples: np.ndarray, sr: int, config: AnalysisConfig | None = None,
         "tempo": tempo_component(tempo, cfg) if tempo is not None else 0.0,
         "shakers": _shaker_component(power, tempo, cfg) if tempo is not None else 0.0,
         "low_end": _low_end_component(power, cfg),
-        "keys": _keys_component(resample(samples, sr, KEYS_SR), cfg),
+        "keys": _keys_component(resample(audio, SCORE_SR, KEYS_SR), cfg),
     }
     weights = cfg.weights.model_dump()
     total = 100.0 * sum(weights[k] * components[k] for k in COMPONENTS) / sum(weights.values())

@@ -6,15 +6,16 @@ from functools import lru_cache
 from math import gcd
 
 import numpy as np
+import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import firwin, resample_poly
 
 
 @lru_cache(maxsize=32)
 def _lowpass(up: int, down: int) -> np.ndarray:
-    # A short anti-alias filter is enough: everything the analyses read lies well below the new Nyquist,
-    # and 16 taps per phase keep resampling several thousand times faster than real time.
-    taps = 16 * max(up, down) + 1
+    # A short anti-alias filter is enough: everything the analyses read lies well below the new Nyquist
+    # (the detector reads up to 1.6 kHz of its 2 kHz), and 10 taps per phase keep resampling cheap.
+    taps = 10 * max(up, down) + 1
     return (firwin(taps, 0.9 / max(up, down), window=("kaiser", 6.0)) * up).astype(np.float32)
 
 
@@ -24,11 +25,12 @@ def resample(x: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
         return x.astype(np.float32, copy=False)
     g = gcd(sr, target_sr)
     up, down = target_sr // g, sr // g
-    return resample_poly(x.astype(np.float32, copy=False), up, down, window=_lowpass(up, down)).astype(np.float32)
+    resampled = resample_poly(x.astype(np.float32, copy=False), up, down, window=_lowpass(up, down))
+    return resampled.astype(np.float32, copy=False)
 
 
 @lru_cache(maxsize=8)
-def _hann(n: int) -> np.ndarray:
+def hann(n: int) -> np.ndarray:
     return np.hanning(n + 2)[1:-1].astype(np.float32)
 
 
@@ -37,8 +39,8 @@ def stft_power(x: np.ndarray, n_window: int, hop: int, n_fft: int | None = None)
     padded = np.pad(x.astype(np.float32, copy=False), (n_window // 2, n_window // 2))
     if padded.size < n_window:
         padded = np.pad(padded, (0, n_window - padded.size))
-    frames = sliding_window_view(padded, n_window)[::hop] * _hann(n_window)
-    spectrum = np.fft.rfft(frames, n=n_fft or n_window, axis=1)
+    frames = sliding_window_view(padded, n_window)[::hop] * hann(n_window)
+    spectrum = scipy.fft.rfft(frames, n=n_fft or n_window, axis=1)  # float32 in, complex64 out
     return (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
 
 

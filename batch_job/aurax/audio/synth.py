@@ -192,14 +192,15 @@ def normalise(x: np.ndarray, peak: float = 0.9) -> Signal:
 
 
 def add_noise(x: Signal, snr_db: float, rng: np.random.Generator, colour: str = "white") -> Signal:
-    """`x` plus noise at the given signal-to-noise ratio (power over the whole clip)."""
-    sr_free = rng.standard_normal(x.size)
+    """`x` plus white or pink noise at the given signal-to-noise ratio (power over the whole clip)."""
+    noise = rng.standard_normal(x.size)
     if colour == "pink":
-        spectrum = np.fft.rfft(sr_free)
+        spectrum = np.fft.rfft(noise)
         spectrum[1:] /= np.sqrt(np.arange(1, spectrum.size))
         spectrum[0] = 0
-        sr_free = np.fft.irfft(spectrum, x.size)
-    noise = sr_free / (sr_free.std() + 1e-12) * np.sqrt(np.mean(x.astype(np.float64) ** 2)) * 10 ** (-snr_db / 20)
+        noise = np.fft.irfft(spectrum, x.size)
+    signal_rms = np.sqrt(np.mean(x.astype(np.float64) ** 2))
+    noise *= signal_rms * 10 ** (-snr_db / 20) / (noise.std() + 1e-12)
     return normalise(x + noise)
 
 

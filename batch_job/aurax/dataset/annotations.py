@@ -41,7 +41,7 @@ class Annotations:
 def parse_annotations(data: bytes, source: str = "annotations_final.csv") -> Annotations:
     """Parse the whole file; a malformed header or row raises `InputError` naming the line and the fix."""
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # tolerate a byte-order mark from a re-saved file
     except UnicodeDecodeError as exc:
         raise InputError(f"{source} is not UTF-8 text ({exc}); download annotations_final.csv again") from exc
     reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quotechar='"', strict=True)

@@ -34,6 +34,7 @@ from ..errors import InputError
 from ..version import code_version
 from .annotations import parse_annotations
 from .audio import SKIP_CAUSES, Decoded, Skipped, decode_clip, encode_batch
+from . import download
 from .download import RetryPolicy
 from .selection import Candidate, Ranking, rank, tag_histogram
 from .shards import MANIFEST_NAME, Clip, encode_shard, load_manifest, manifest_json, shard_name
@@ -58,7 +59,7 @@ class PrepareOptions:
     """Clips per EnCodec batch; default 8 on a GPU (fits a T4 with the 32 kHz codec), 4 on CPU."""
     shard_clips: int = SHARD_CLIPS
     decode_workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = field(default_factory=lambda: download.DEFAULT_RETRY)
 
 
 @dataclass
@@ -89,8 +90,9 @@ def default_cache_uri(dataset_uri: str) -> str | None:
 
 
 def prepare_dataset(config: RunConfig, dataset_uri: str, work_dir: Path, source_uri: str | None = None,
-                    options: PrepareOptions = PrepareOptions()) -> DatasetManifest:
+                    options: PrepareOptions | None = None) -> DatasetManifest:
     """Build the dataset at `dataset_uri` (or return the complete one already there for this config)."""
+    options = options or PrepareOptions()
     fingerprint = config.dataset_fingerprint()
     existing = _complete_manifest(dataset_uri, fingerprint)
     if existing is not None:
@@ -146,8 +148,10 @@ def _complete_manifest(dataset_uri: str, fingerprint: str) -> DatasetManifest | 
 
 
 def _delete_own_objects(dataset_uri: str) -> None:
-    """Remove a previous attempt's output, manifest first so nothing is ever taken for complete."""
-    own = [uri for uri in storage.list_uris(dataset_uri) if _OWN_NAMES.match(uri.rsplit("/", 1)[-1])]
+    """Remove a previous attempt's output (only names this job writes, only directly under the dataset URI),
+    manifest first so that nothing is ever taken for complete."""
+    root = storage.parse_uri(dataset_uri).uri.rstrip("/") + "/"
+    own = [uri for uri in storage.list_uris(dataset_uri) if _OWN_NAMES.match(uri.removeprefix(root))]
     own.sort(key=lambda uri: not uri.endswith("/" + MANIFEST_NAME))
     for uri in own:
         log.info("deleting %s from an earlier attempt", uri)

@@ -20,7 +20,7 @@ from aurax_contracts.layout import join
 
 from .. import storage
 from ..errors import InputError
-from .download import RetryPolicy, download
+from .download import DEFAULT_RETRY, RetryPolicy, download
 from .parts import ConcatenatedFile
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class FolderAudioStore:
 
 class MtatSource:
     def __init__(self, source_uri: str, work_dir: Path, cache_uri: str | None = None,
-                 retry: RetryPolicy = RetryPolicy()) -> None:
+                 retry: RetryPolicy = DEFAULT_RETRY) -> None:
         self.uri = source_uri
         self.is_web = source_uri.startswith(("http://", "https://"))
         # One folder per source so that files from two sources never mix.

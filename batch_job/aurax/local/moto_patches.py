@@ -19,9 +19,16 @@ ASL, but on its own it cannot run this pipeline: (facts in shared/notes/local-aw
 4. moto's `Job.describe` appends the job definition's environment to the job's overrides on every call (the
    list grows with each `.sync` poll), and leaves out the container's `exitCode` and `reason`, which AWS
    reports and the failure classifier reads. Patched: the merge builds a new list; both fields are added.
-5. moto's S3 event notifications URL-encode the object key's `/` (`runs%2Fr1%2F...`); AWS leaves `/` as is.
-   Patched: keys are encoded as AWS does (`quote_plus` keeping `/`).
-6. Wait states and Retry intervals really sleep, and `.sync` tasks poll every 0.5 s. Patched: waits and retry
+5. moto's S3 event notification records lack fields AWS always sends (`userIdentity`, `requestParameters`,
+   `responseElements`, the bucket's `ownerIdentity`, the object's `sequencer` and `versionId`), so a handler
+   that parses them (Powertools' `S3Model`) rejects every event; and they URL-encode the key's `/`
+   (`runs%2Fr1%2F...`), which AWS leaves as is. Patched: the records carry those fields, and keys are encoded
+   as AWS does (`quote_plus` keeping `/`).
+6. EventBridge rules cannot target Lambda functions in moto (`NotImplementedError`), and moto's Batch sends no
+   "Batch Job State Change" events. Patched: a rule delivers a matching event to a Lambda target by invoking
+   the function (asynchronously on AWS; here at once, in order), and each job status change (RUNNING per
+   attempt, RUNNABLE before a retry, SUCCEEDED / FAILED) is put on the default bus as AWS Batch does.
+7. Wait states and Retry intervals really sleep, and `.sync` tasks poll every 0.5 s. Patched: waits and retry
    backoff return at once; `.sync` polls every `sync_poll_seconds`.
 
 Use `patched_moto(...)` (or `LocalAwsPatches` as a context manager) inside `mock_aws(config=MOTO_CONFIG)`;
@@ -31,6 +38,7 @@ leaving it removes every patch and stops the job threads, so tests can install i
 from __future__ import annotations
 
 import base64
+import copy
 import importlib.util
 import io
 import json
@@ -44,12 +52,12 @@ import traceback
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
-from typing import Any, Literal, NamedTuple
+from typing import IO, Any, Literal, NamedTuple
 from unittest import mock
 from urllib.parse import quote_plus
 
@@ -153,6 +161,7 @@ class BatchAttemptRecord:
     job_id: str
     attempt: int
     result: BatchJobResult
+    seconds: float
 
 
 class _BatchJobs:
@@ -161,6 +170,7 @@ class _BatchJobs:
     def __init__(self, runner: BatchRunner) -> None:
         self.runner = runner
         self.attempts: list[BatchAttemptRecord] = []
+        self._backends: dict[str, Any] = {}
         self._threads: list[threading.Thread] = []
         self._jobs: list[Any] = []
 
@@ -168,6 +178,7 @@ class _BatchJobs:
         """Replaces `BatchSimpleBackend._mark_job_as_finished`: register the job, then run it in the background
         (`submitJob` returns at once, as on AWS; `.sync` polls `describeJobs`)."""
         backend._jobs[job.job_id] = job
+        self._backends[job.job_id] = backend
         job.log_stream_name = job._stream_name
         # Snapshot what the container gets now: later describes must not change it.
         definition = job.job_definition
@@ -196,6 +207,7 @@ class _BatchJobs:
             job.job_started_at = datetime.now()
             job.status = "RUNNING"
             job._start_attempt()
+            self._announce(job)
             run = BatchJobRun(
                 job_id=job.job_id, job_name=job.job_name, job_queue=job.job_queue.name,
                 job_definition=job.job_definition.name, attempt=attempt, command=spec["command"],
@@ -203,6 +215,7 @@ class _BatchJobs:
                              "AWS_BATCH_JOB_ATTEMPT": str(attempt), "AWS_BATCH_JQ_NAME": job.job_queue.name},
                 parameters=spec["parameters"], timeout_seconds=spec["timeout_seconds"],
                 stop_reason=lambda: job.job_stopped_reason if job.stop else None)
+            attempt_started = time.monotonic()
             try:
                 result = self.runner(run)
             except Exception as exc:  # a runner bug must fail the job, not hang the execution
@@ -210,21 +223,37 @@ class _BatchJobs:
                 result = BatchJobResult(None, f"aurax local: the job runner failed: {exc}")
             if job.stop:  # TerminateJob: the job fails with the caller's reason and is not retried
                 result = BatchJobResult(result.exit_code, job.job_stopped_reason, result.reason)
-            self.attempts.append(BatchAttemptRecord(job.job_name, job.job_id, attempt, result))
+            self.attempts.append(BatchAttemptRecord(job.job_name, job.job_id, attempt, result,
+                                                    time.monotonic() - attempt_started))
             self._record_attempt(job, result)
             if result.exit_code == 0 and not job.stop:
                 job.exit_code = 0
                 job._mark_stopped(success=True)
+                self._announce(job)
                 return
             if job.stop or attempt == attempts or batch_retry_action(strategy, result) == "EXIT":
                 break
             logger.info("Batch retries %s (attempt %d failed: exit %s, %s)", job.job_name, attempt,
                         result.exit_code, result.status_reason)
             job.status = "RUNNABLE"
+            self._announce(job)
         job.exit_code = result.exit_code
         job.aurax_container_reason = result.reason
         job.job_stopped_reason = result.status_reason or "Essential container in task exited"
         job._mark_stopped(success=False)
+        self._announce(job)
+
+    def _announce(self, job: Any) -> None:
+        """Put a "Batch Job State Change" event on the default bus (its detail is the job's description)."""
+        from moto.events.models import events_backends
+
+        backend = self._backends[job.job_id]
+        try:
+            events_backends[backend.account_id][backend.region_name].put_events([{
+                "Source": "aws.batch", "DetailType": "Batch Job State Change", "Resources": [job.arn],
+                "Detail": json.dumps(job.describe(), default=str)}])
+        except Exception:  # a consumer's failure must not change the job's outcome (delivery is async on AWS)
+            logger.exception("delivering the state change of %s failed", job.job_name)
 
     @staticmethod
     def _record_attempt(job: Any, result: BatchJobResult) -> None:
@@ -342,17 +371,31 @@ class _InProcessLambda:
     does not deadlock.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, log_dir: Path | None = None) -> None:
         self.invocations: list[LambdaInvocation] = []
         self._lock = threading.RLock()
         self._workdir = tempfile.TemporaryDirectory(prefix="aurax-lambda-")
         self._handlers: dict[tuple[str, str], Callable[..., Any]] = {}
+        self._log_dir = log_dir
+        self._logs: dict[str, IO[str]] = {}
 
     def close(self) -> None:
         for name in [n for n in sys.modules if n.startswith("_aurax_lambda_")]:
             del sys.modules[name]
         self._handlers.clear()
+        for log in self._logs.values():
+            log.close()
         self._workdir.cleanup()
+
+    def _stdout(self, function_name: str) -> IO[str] | None:
+        """The function's log file (its CloudWatch log group, locally), when logs go to files. Powertools binds
+        its logger to stdout when the module is imported, so the import runs with stdout redirected too."""
+        if self._log_dir is None:
+            return None
+        if function_name not in self._logs:
+            self._log_dir.mkdir(parents=True, exist_ok=True)
+            self._logs[function_name] = (self._log_dir / f"{function_name}.log").open("a", buffering=1)
+        return self._logs[function_name]
 
     def _extract(self, name: str, code: bytes) -> Path:
         target = Path(self._workdir.name) / name
@@ -414,7 +457,8 @@ class _InProcessLambda:
                "AWS_REGION": fn.region}
         started = time.monotonic()
         error: BaseException | None = None
-        with self._lock, _environment(env):
+        stdout = self._stdout(fn.function_name)
+        with self._lock, _environment(env), redirect_stdout(stdout) if stdout else nullcontext():
             try:
                 handler = self._handler(fn)
                 context = LambdaContext(fn.function_name, fn.function_arn, int(fn.memory_size), int(fn.timeout))
@@ -458,6 +502,59 @@ def _batch_normalise_response(self: Any, response: Any, boto_service_name: str |
     self._from_boto_response(response, operation.output_shape)
 
 
+def _rule_with_lambda_targets(original: Callable[..., None]) -> Callable[..., None]:
+    """`Rule.send_to_targets` that also invokes Lambda targets (moto raises for them)."""
+
+    def send_to_targets(rule: Any, original_event: dict[str, Any], transform_input: bool = True) -> None:
+        from moto.awslambda.utils import get_backend
+        from moto.core.utils import iso_8601_datetime_without_milliseconds, utcfromtimestamp
+        from moto.utilities.arns import parse_arn
+
+        # A rule without a pattern is a schedule: it fires on its schedule, never on events (moto matches
+        # every event against the empty pattern).
+        if not rule.event_pattern.get_pattern() or not rule.event_pattern.matches_event(original_event):
+            return
+        functions = [t for t in rule.targets if parse_arn(t["Arn"]).service == "lambda"]
+        if len(functions) < len(rule.targets):
+            others = copy.copy(rule)
+            others.targets = [t for t in rule.targets if t not in functions]
+            original(others, original_event, transform_input)
+        event = {k: v for k, v in original_event.items() if k != "ingestion-time"}
+        if isinstance(event.get("time"), (int, float)):
+            event["time"] = iso_8601_datetime_without_milliseconds(utcfromtimestamp(float(event["time"])))
+        for target in functions:
+            arn = parse_arn(target["Arn"])
+            payload = target.get("Input") or json.dumps(event)
+            get_backend(arn.account, arn.region).get_function(target["Arn"]).invoke(
+                payload, {"x-amz-invocation-type": "Event"}, {})
+
+    return send_to_targets
+
+
+def _complete_s3_event(original: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """moto's `_get_s3_event` with the fields AWS sends in every record."""
+    sequence = iter(range(1, 1 << 62))
+    lock = threading.Lock()
+
+    def get_s3_event(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, Any]:
+        event = original(event_name, bucket, key, notification_id)
+        with lock:
+            sequencer = f"{int(time.time() * 1000):012X}{next(sequence):08X}"
+        for record in event["Records"]:
+            record.setdefault("userIdentity", {"principalId": "AWS:AURAXLOCAL"})
+            record.setdefault("requestParameters", {"sourceIPAddress": "127.0.0.1"})
+            record.setdefault("responseElements", {"x-amz-request-id": uuid.uuid4().hex[:16].upper(),
+                                                   "x-amz-id-2": uuid.uuid4().hex})
+            record["s3"]["bucket"].setdefault("ownerIdentity", {"principalId": "AURAXLOCAL"})
+            record["s3"]["object"].setdefault("sequencer", sequencer)
+            version = getattr(key, "version_id", None)
+            if version and version != "null":
+                record["s3"]["object"].setdefault("versionId", str(version))
+        return event
+
+    return get_s3_event
+
+
 def _no_wait(self: Any, env: Any, wait_seconds: int) -> None:
     """Wait states end at once (the interpreter's own wait honours a stop, which nothing needs here)."""
 
@@ -470,9 +567,9 @@ class LocalAwsPatches:
     """Installs every patch on enter and removes them on exit (see the module docstring)."""
 
     def __init__(self, batch_runner: BatchRunner = always_succeed, *, instant_waits: bool = True,
-                 sync_poll_seconds: float = 0.05) -> None:
+                 sync_poll_seconds: float = 0.05, lambda_log_dir: Path | None = None) -> None:
         self.batch = _BatchJobs(batch_runner)
-        self.lambdas = _InProcessLambda()
+        self.lambdas = _InProcessLambda(lambda_log_dir)
         self.instant_waits = instant_waits
         self.sync_poll_seconds = sync_poll_seconds
         self._stack = ExitStack()
@@ -490,6 +587,7 @@ class LocalAwsPatches:
         from moto.awslambda_simple.models import LambdaSimpleBackend
         from moto.batch.models import Job
         from moto.batch_simple.models import BatchSimpleBackend
+        from moto.events.models import Rule
         from moto.s3 import notifications
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
         from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
@@ -519,7 +617,9 @@ class LocalAwsPatches:
             mock.patch.object(BatchSimpleBackend, "_mark_job_as_finished", mark_job_as_finished),
             mock.patch.object(Job, "_get_container_property", _container_property_without_growth),
             mock.patch.object(Job, "describe", _describe_with_exit_code(Job.describe)),
+            mock.patch.object(Rule, "send_to_targets", _rule_with_lambda_targets(Rule.send_to_targets)),
             mock.patch.object(notifications, "quote_plus", lambda key: quote_plus(key, safe="/")),
+            mock.patch.object(notifications, "_get_s3_event", _complete_s3_event(notifications._get_s3_event)),
             mock.patch.object(state_task_service_callback, "_DELAY_SECONDS_SYNC_CONDITION_CHECK",
                               self.sync_poll_seconds),
         ]
@@ -538,7 +638,11 @@ class LocalAwsPatches:
 
 @contextmanager
 def patched_moto(batch_runner: BatchRunner = always_succeed, *, instant_waits: bool = True,
-                 sync_poll_seconds: float = 0.05) -> Iterator[LocalAwsPatches]:
-    """`with mock_aws(config=MOTO_CONFIG), patched_moto(runner) as local: ...`"""
-    with LocalAwsPatches(batch_runner, instant_waits=instant_waits, sync_poll_seconds=sync_poll_seconds) as p:
+                 sync_poll_seconds: float = 0.05, lambda_log_dir: Path | None = None) -> Iterator[LocalAwsPatches]:
+    """`with mock_aws(config=MOTO_CONFIG), patched_moto(runner) as local: ...`
+
+    `lambda_log_dir`: write each function's stdout (its Powertools logs and metrics) to `<function>.log`
+    there instead of this process's stdout."""
+    with LocalAwsPatches(batch_runner, instant_waits=instant_waits, sync_poll_seconds=sync_poll_seconds,
+                         lambda_log_dir=lambda_log_dir) as p:
         yield p

@@ -3,7 +3,9 @@
 1. Translate the SAM template offline with aws-sam-translator (moto's CloudFormation ignores the `Transform`).
    Each function's `CodeUri` and the layer's `ContentUri` become zips uploaded to an artefacts bucket, and the
    state machine's `DefinitionUri` is inlined.
-2. Create the VPC, subnet and security group Batch needs (stack parameters on AWS), then `create_stack`.
+2. Create the VPC, subnet and security group Batch needs (stack parameters on AWS) and Batch's
+   service-linked role (AWS creates it on first use; moto's CloudFormation requires it), rewrite the few
+   properties moto reads in another form (`_adapt_for_moto`), then `create_stack`.
 3. Fill what moto's CloudFormation leaves out, from the same template: the data bucket's versioning and its
    notification to the metrics monitor; and the state machine itself, created again from the same ASL with
    its `DefinitionSubstitutions` filled from the stack's physical ids, in moto's executing backend.
@@ -16,8 +18,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +91,7 @@ class LocalStack:
     """Logical id -> function name, for every function."""
     schedules: dict[str, str] = field(default_factory=dict)
     """Logical id of a scheduled function -> its schedule expression (moto does not fire them)."""
+    parameters: dict[str, str] = field(default_factory=dict)
 
     @property
     def bucket(self) -> str:
@@ -152,6 +157,46 @@ def _network() -> tuple[str, str]:
     return subnet, group
 
 
+def _adapt_for_moto(translated: dict[str, Any]) -> None:
+    """Where moto's CloudFormation reads a property differently from AWS, rewrite it in the form moto reads
+    (same meaning):
+    - an `AWS::Events::Archive`'s `EventPattern` must be a JSON string (AWS also takes an object);
+    - an `AWS::Batch::ComputeEnvironment` needs `ServiceRole` (optional on AWS: the service-linked role, which
+      AWS creates on first use and which is created here);
+    - `Ref` to an `AWS::Events::EventBus` yields moto's object, not the bus name: each such `Ref` is replaced
+      by the bus's `Name` property (what `Ref` returns on AWS).
+    """
+    buses = {logical_id: resource["Properties"]["Name"] for logical_id, resource in translated["Resources"].items()
+             if resource.get("Type") == "AWS::Events::EventBus"}
+
+    def replace_bus_refs(value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {"Ref"} and value["Ref"] in buses:
+                return buses[value["Ref"]]
+            return {k: replace_bus_refs(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [replace_bus_refs(v) for v in value]
+        return value
+
+    translated["Resources"] = replace_bus_refs(translated["Resources"])
+    translated["Outputs"] = replace_bus_refs(translated.get("Outputs", {}))
+    for resource in translated["Resources"].values():
+        properties = resource.get("Properties", {})
+        if resource.get("Type") == "AWS::Events::Archive" and isinstance(properties.get("EventPattern"), dict):
+            properties["EventPattern"] = json.dumps(properties["EventPattern"])
+    _batch_service_role(translated)
+
+
+def _batch_service_role(translated: dict[str, Any]) -> None:
+    role = boto3.client("iam", region_name=REGION).create_role(
+        RoleName="AWSServiceRoleForBatch", Path="/aws-service-role/batch.amazonaws.com/",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "batch.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+    for resource in translated["Resources"].values():
+        if resource.get("Type") == "AWS::Batch::ComputeEnvironment":
+            resource["Properties"].setdefault("ServiceRole", role["Role"]["Arn"])
+
+
 def _resolve(value: Any, resources: dict[str, str], functions_arn: dict[str, str], stack: LocalStack) -> Any:
     """Resolve the intrinsic functions a DefinitionSubstitutions value uses (Ref, GetAtt .Arn, Sub)."""
     if isinstance(value, str):
@@ -214,23 +259,53 @@ def deploy(template_path: Path, stack_name: str = "aurax-local", *, deployment_n
     subnet, group = _network()
     parameters = {"DeploymentName": deployment_name, "JobImageUri": LOCAL_IMAGE_URI, "SubnetIds": subnet,
                   "SecurityGroupIds": group, "AlertEmail": "", "BudgetUSD": str(budget_usd)}
-    parameters = {k: v for k, v in parameters.items() if k in template.get("Parameters", {})}
+    declared = template.get("Parameters", {})
+    parameters = {k: v for k, v in parameters.items() if k in declared}
+    # moto splits a list parameter's value only when it is passed, not its default: pass the defaults.
+    parameters.update({k: str(p["Default"]) for k, p in declared.items()
+                       if "List" in p.get("Type", "") and "Default" in p and k not in parameters})
     translated = _translate(template, {**parameters, "AWS::Region": REGION, "AWS::AccountId": "123456789012"})
 
+    _adapt_for_moto(translated)
     cfn = boto3.client("cloudformation", region_name=REGION)
-    cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(translated),
-                     Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-                     Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"])
+    with _quiet_moto():
+        cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(translated),
+                         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+                         Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"])
+        stack = _described(cfn, stack_name, parameters)
+    return _finish(stack, template, translated, machines)
+
+
+@contextmanager
+def _quiet_moto() -> Iterator[None]:
+    """moto warns for each resource type it does not emulate (the bucket and topic policies and the AWS
+    Budget), each time it reads the stack: they restrict or notify on AWS and change nothing locally."""
+    moto_log = logging.getLogger("moto")
+    level = moto_log.level
+    moto_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        moto_log.setLevel(level)
+
+
+def _described(cfn: Any, stack_name: str, parameters: dict[str, str]) -> LocalStack:
     described = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
     if described["StackStatus"] != "CREATE_COMPLETE":
         raise StackError(f"stack {stack_name} ended {described['StackStatus']}: "
                          f"{described.get('StackStatusReason', 'no reason given')}")
     resources = {r["LogicalResourceId"]: r["PhysicalResourceId"]
-                 for r in cfn.describe_stack_resources(StackName=stack_name)["StackResources"]}
+                 for r in cfn.describe_stack_resources(StackName=stack_name)["StackResources"]
+                 if r.get("LogicalResourceId") and r.get("PhysicalResourceId")}
     outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
-    stack = LocalStack(stack_name, outputs, resources)
-    stack.parameters = parameters  # type: ignore[attr-defined]
+    return LocalStack(stack_name, outputs, resources, parameters=parameters)
 
+
+def _finish(stack: LocalStack, template: dict[str, Any], translated: dict[str, Any],
+            machines: dict[str, tuple[str, dict[str, Any]]]) -> LocalStack:
+    resources = stack.resources
     lam = boto3.client("lambda", region_name=REGION)
     functions_arn = {}
     for logical_id, resource in translated["Resources"].items():

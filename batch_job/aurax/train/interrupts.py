@@ -75,6 +75,8 @@ class ImdsClient:
 class Placement:
     instance_type: str | None = None
     availability_zone: str | None = None
+    reachable: bool = False
+    """Whether the metadata service answered (it does on EC2, so spot notices can be polled)."""
 
 
 def read_placement(imds: ImdsClient | None) -> Placement:
@@ -83,7 +85,7 @@ def read_placement(imds: ImdsClient | None) -> Placement:
         return Placement()
     try:
         return Placement(imds.get("latest/meta-data/instance-type"),
-                         imds.get("latest/meta-data/placement/availability-zone"))
+                         imds.get("latest/meta-data/placement/availability-zone"), reachable=True)
     except OSError as exc:
         log.info("instance metadata not reachable at %s (%s): heartbeats carry no placement", imds.endpoint, exc)
         return Placement()

@@ -66,11 +66,12 @@ def cost_attempt(span: AttemptSpan, points: Sequence[PricePoint] | None, fallbac
     end = span.stopped_at or now
     hours = max(0.0, (end - span.started_at).total_seconds() / 3600.0)
     if points:
+        source = "spot-history"
         usd = time_weighted_cost(points, span.started_at, end)
-        rate, source = (usd / hours if hours > 0 else sorted(points, key=lambda p: p.time)[-1].usd_per_hour,
-                        "spot-history")
+        rate = usd / hours if hours > 0 else max(points, key=lambda p: p.time).usd_per_hour
     else:
-        rate, source, usd = fallback_usd_per_hour, "fallback", fallback_usd_per_hour * hours
+        source, rate = "fallback", fallback_usd_per_hour
+        usd = rate * hours
     return AttemptCost(job_id=span.job_id, attempt=span.attempt, instance_type=span.instance_type,
                        availability_zone=span.availability_zone, started_at=span.started_at,
                        stopped_at=span.stopped_at, usd_per_hour=round(rate, 6), price_source=source,

@@ -29,3 +29,31 @@ class AbortInput(TaskInput):
 
 class PromoteInput(TaskInput):
     decision: Decision
+
+
+class S3ObjectRef(BaseModel):
+    key: str
+    """URL-encoded as S3 sends it."""
+    eTag: str | None = None
+    sequencer: str | None = None
+
+
+class S3BucketRef(BaseModel):
+    name: str
+
+
+class S3Entity(BaseModel):
+    bucket: S3BucketRef
+    object: S3ObjectRef
+
+
+class S3Record(BaseModel):
+    eventName: str
+    s3: S3Entity
+
+
+class S3Notification(BaseModel):
+    """The parts of an S3 event notification the monitor reads. Narrower than Powertools' `S3Model`, which
+    also requires identity and request fields that emulators (moto) leave out and the monitor never uses."""
+
+    Records: list[S3Record] = Field(min_length=1)

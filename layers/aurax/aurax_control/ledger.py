@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from aurax_contracts import AbortReason, AlertDetail, AttemptCost, CostLedger, RunConfig, RunState, Severity
 
@@ -35,12 +36,11 @@ def spot_prices(span: cost.AttemptSpan, now: datetime) -> list[cost.PricePoint]:
 
 
 def build_ledger(rt: Runtime, state: RunState, config: RunConfig, previous: CostLedger | None,
-                 now: datetime) -> CostLedger:
-    monitor, _ = rt.store.get_doc(state.run_id, MONITOR, MonitorState)
-    hosts = {k: v.model_dump() for k, v in (monitor.hosts if monitor else {}).items()}
-    known = [i for i in {state.current_job_id, *(k.split("#")[0] for k in hosts)} if i]
+                 jobs: list[dict[str, Any]], hosts: dict[str, Any], now: datetime) -> CostLedger:
+    """The ledger from the run's Batch jobs (`describe_jobs` descriptions) and the previous ledger, whose
+    finished attempts are kept even after Batch has forgotten their jobs."""
     attempts: dict[tuple[str, int], AttemptCost] = {(a.job_id, a.attempt): a for a in (previous.attempts if previous else [])}
-    for job in find_jobs(state.run_id, rt.settings.job_queues, known):
+    for job in jobs:
         for span in cost.attempt_spans(job, hosts):
             done = attempts.get((span.job_id, span.attempt))
             if done is not None and done.stopped_at is not None:
@@ -62,8 +62,17 @@ def build_ledger(rt: Runtime, state: RunState, config: RunConfig, previous: Cost
 def update_run(rt: Runtime, state: RunState, config: RunConfig, now: datetime) -> CostLedger:
     """Recompute the ledger, alert on newly crossed budget fractions, stop the run when over budget."""
     previous, version = rt.store.get_doc(state.run_id, LEDGER, CostLedger)
-    ledger = build_ledger(rt, state, config, previous, now)
+    monitor, _ = rt.store.get_doc(state.run_id, MONITOR, MonitorState)
+    hosts = {k: v.model_dump() for k, v in (monitor.hosts if monitor else {}).items()}
+    known = [state.current_job_id or "", *(k.split("#")[0] for k in hosts),
+             *(a.job_id for a in (previous.attempts if previous else []) if a.stopped_at is None)]
+    jobs = find_jobs(state.run_id, rt.settings.job_queues, known)
+    ledger = build_ledger(rt, state, config, previous, jobs, hosts, now)
     verdict = cost.judge_budget(ledger, config.budget)
+    ledger.alerted_fractions = [*ledger.alerted_fractions, *verdict.crossed_fractions]
+    # Store first (compare-and-swap): of two concurrent updates only one gets to send each alert.
+    rt.store.put_doc(state.run_id, LEDGER, ledger, expected_version=version,
+                     extra={"spend_usd": ledger.spend_usd, "projected_usd": ledger.projected_usd})
     for fraction in verdict.crossed_fractions:
         rt.notifier.alert(AlertDetail(
             run_id=state.run_id, severity=Severity.WARNING, code=f"budget-{round(fraction * 100)}",
@@ -73,15 +82,12 @@ def update_run(rt: Runtime, state: RunState, config: RunConfig, now: datetime) -
                       "projected_usd": ledger.projected_usd, "usd_per_step": ledger.usd_per_step},
             action="Check the projection: if it exceeds the budget, cut training.total_epochs or stop the run "
                    "(`aurax stop`) before the guard does."))
-        ledger.alerted_fractions = [*ledger.alerted_fractions, fraction]
-    rt.store.put_doc(state.run_id, LEDGER, ledger, expected_version=version,
-                     extra={"spend_usd": ledger.spend_usd, "projected_usd": ledger.projected_usd})
     if verdict.crossed_fractions:
         rt.store.update_state(state.run_id, add_fields={"alerts_sent": len(verdict.crossed_fractions)})
     if verdict.stop_detail and state.abort_reason is None:
-        active = [a.job_id for a in ledger.attempts if a.stopped_at is None]
+        active = [j["jobId"] for j in jobs if j.get("status") in ACTIVE_JOB_STATUSES]
         stop_run(rt.store, rt.notifier, rt.settings.root, state.run_id, AbortReason.OVER_BUDGET,
-                 verdict.stop_detail, _active_job_ids(rt, state, active), AlertDetail(
+                 verdict.stop_detail, active, AlertDetail(
                      run_id=state.run_id, severity=Severity.CRITICAL, code="over-budget",
                      what=f"Run stopped: {verdict.stop_detail}", step=state.step, epoch=state.epoch, time=now,
                      evidence={"spend_usd": ledger.spend_usd, "budget_usd": ledger.budget_usd,
@@ -91,7 +97,3 @@ def update_run(rt: Runtime, state: RunState, config: RunConfig, now: datetime) -
                             "budget.budget_usd or shorten the run, then start a new execution to resume."))
     return ledger
 
-
-def _active_job_ids(rt: Runtime, state: RunState, running_attempt_jobs: list[str]) -> list[str]:
-    jobs = find_jobs(state.run_id, rt.settings.job_queues, [state.current_job_id or "", *running_attempt_jobs])
-    return [j["jobId"] for j in jobs if j.get("status") in ACTIVE_JOB_STATUSES]

@@ -147,6 +147,8 @@ class ChunkSummary:
     last_loss: float | None = None
     last_val_loss: float | None = None
     interruptions: int = 0
+    phase: str | None = None
+    """The job phase of the chunk's latest heartbeat or training record (prepare, train, evaluate)."""
 
     @property
     def bad_total(self) -> int:
@@ -228,6 +230,7 @@ class ChunkMonitor:
             self._diverge(record, f"the job reported divergence ({record.cause})",
                           {"cause": record.cause, "last_good_checkpoint": record.last_good_checkpoint})
         elif isinstance(record, Heartbeat):
+            self.summary.phase = record.phase
             self._progress(record.step, record.epoch)
             if record.batch_job_id:
                 state.job_id = record.batch_job_id
@@ -258,6 +261,7 @@ class ChunkMonitor:
     def _train(self, record: TrainStep) -> None:
         state, cfg = self.state, self.config
         self._progress(record.step, record.epoch)
+        self.summary.phase = "train"
         if state.training_started_at is None:
             state.training_started_at = record.time
         state.last_loss = self.summary.last_loss = record.loss

@@ -16,6 +16,9 @@ from .monitor import ChunkMonitor, ChunkSummary, MonitorState
 from .runtime import Runtime
 from .store import LEDGER, MONITOR
 
+#: Job phase (heartbeats) -> run status.
+PHASE_STATUS = {"prepare": "preparing", "train": "training", "evaluate": "evaluating"}
+
 
 @dataclass
 class ObjectReport:
@@ -70,6 +73,8 @@ def process_object(rt: Runtime, bucket: str, key: str, now: datetime) -> ObjectR
     if new.job_id:
         fields["current_job_id"] = new.job_id
     rt.store.update_state(run_id, {k: v for k, v in fields.items() if v is not None})
+    if result.summary.phase in PHASE_STATUS:
+        rt.store.advance_status(run_id, PHASE_STATUS[result.summary.phase])
     report = ObjectReport(run_id, key, result.summary, epoch=new.epoch)
     warnings = [a for a in result.alerts if result.stop is None or a is not result.stop.alert]
     if result.stop is not None:

@@ -32,13 +32,17 @@ class Runtime:
         return parse_run_config(text, uri)
 
 
-@cache
 def runtime() -> Runtime:
-    settings = Settings.from_env()
+    """The runtime for the current environment (read on each call: an emulator running several stacks in
+    one process changes it between invocations; the objects are built once per distinct environment)."""
+    return _runtime_for(Settings.from_env())
+
+
+@cache
+def _runtime_for(settings: Settings) -> Runtime:
     return Runtime(settings, RunStore(settings.run_table),
                    Notifier(settings.alert_topic_arn, settings.event_bus_name))
 
 
 def reset_runtime() -> None:
-    """Tests change the environment between cases."""
-    runtime.cache_clear()
+    _runtime_for.cache_clear()

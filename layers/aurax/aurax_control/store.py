@@ -3,7 +3,9 @@
 Key schema `pk` (S) + `sk` (S). Items of run R (`pk = "RUN#R"`):
 
 - `sk = "STATE"`: the `RunState` fields as plain attributes (numbers as numbers; a non-finite loss as the
-  string "NaN"/"Infinity"), plus `config_uri`. Writers update only the fields they own (UpdateItem SET/ADD),
+  string "NaN"/"Infinity"), plus `config_uri` and `plan_id` (new for each execution's plan: the decide,
+  abort and promote tasks include it in their idempotency keys, so a later execution of the same run is
+  not mistaken for a retry). Writers update only the fields they own (UpdateItem SET/ADD),
   so the monitor, the ledger and the state machine's tasks never overwrite each other's fields.
 - `sk = "LEDGER"`: the `CostLedger` as JSON in `doc`, with `spend_usd`/`projected_usd` copied out for people.
 - `sk = "MONITOR"`: the metrics monitor's rolling state (`MonitorState`) as JSON in `doc`.
@@ -18,7 +20,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from aurax_contracts import AbortReason, RunState
@@ -43,7 +44,8 @@ def run_pk(run_id: str) -> str:
 
 
 def to_attribute(value: Any) -> dict[str, Any]:
-    """A Python value as a DynamoDB attribute value (floats become exact decimals; NaN/Inf strings)."""
+    """A Python value as a DynamoDB attribute value (floats by their exact repr; NaN/Inf as strings, which
+    DynamoDB numbers cannot hold and the contracts parse back)."""
     if value is None:
         return {"NULL": True}
     if isinstance(value, bool):
@@ -51,8 +53,9 @@ def to_attribute(value: Any) -> dict[str, Any]:
     if isinstance(value, int):
         return {"N": str(value)}
     if isinstance(value, float):
-        return {"N": repr(value)} if math.isfinite(value) else {"S": "NaN" if math.isnan(value) else
-                                                                ("Infinity" if value > 0 else "-Infinity")}
+        if math.isfinite(value):
+            return {"N": repr(value)}
+        return {"S": "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")}
     if isinstance(value, str):
         return {"S": value}
     if isinstance(value, Mapping):
@@ -67,9 +70,8 @@ def from_attribute(attr: Mapping[str, Any]) -> Any:
     if kind == "NULL":
         return None
     if kind == "N":
-        number = Decimal(value)
-        return int(number) if number == number.to_integral_value() and "." not in value and "e" not in value.lower() \
-            else float(number)
+        # Written by to_attribute: integers without a point or exponent, floats as their repr.
+        return int(value) if "." not in value and "e" not in value.lower() else float(value)
     if kind == "M":
         return {k: from_attribute(v) for k, v in value.items()}
     if kind == "L":
@@ -100,11 +102,16 @@ class RunStore:
         item = self._get(run_id, STATE)
         return None if item is None else from_attribute(item["config_uri"]) if "config_uri" in item else None
 
-    def plan(self, state: RunState, config_uri: str) -> None:
+    def get_plan_id(self, run_id: str) -> str | None:
+        item = self._get(run_id, STATE)
+        return None if item is None or "plan_id" not in item else from_attribute(item["plan_id"])
+
+    def plan(self, state: RunState, config_uri: str, plan_id: str) -> None:
         """(Re)start a run: the whole STATE item is written, clearing a previous execution's abort."""
         fields = state.model_dump(mode="python", exclude_none=False)
         item = {name: to_attribute(_plain(value)) for name, value in fields.items()}
-        item.update(pk={"S": run_pk(state.run_id)}, sk={"S": STATE}, config_uri={"S": config_uri})
+        item.update(pk={"S": run_pk(state.run_id)}, sk={"S": STATE}, config_uri={"S": config_uri},
+                    plan_id={"S": plan_id})
         self._ddb.put_item(TableName=self.table, Item=item)
 
     def update_state(self, run_id: str, set_fields: Mapping[str, Any] | None = None,
@@ -125,6 +132,22 @@ class RunStore:
         expression = "SET " + ", ".join(sets) + (" ADD " + ", ".join(adds) if adds else "")
         self._ddb.update_item(TableName=self.table, Key=_key(run_id, STATE), UpdateExpression=expression,
                               ExpressionAttributeNames=names, ExpressionAttributeValues=attrs)
+
+    def advance_status(self, run_id: str, status: str) -> bool:
+        """Set the status of a run still in progress; a finished run (aborted, promoted) keeps its status."""
+        try:
+            self._ddb.update_item(
+                TableName=self.table, Key=_key(run_id, STATE),
+                UpdateExpression="SET #st = :s, updated_at = :t",
+                ConditionExpression="#st IN (" + ", ".join(f":a{i}" for i in range(len(ACTIVE_STATUSES))) + ")",
+                ExpressionAttributeNames={"#st": "status"},
+                ExpressionAttributeValues={":s": {"S": status}, ":t": {"S": _now().isoformat()},
+                                           **{f":a{i}": {"S": s} for i, s in enumerate(ACTIVE_STATUSES)}})
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
 
     def record_abort(self, run_id: str, reason: AbortReason, detail: str) -> bool:
         """Record why the control plane stopped the run; the first reason wins. True when this call won."""

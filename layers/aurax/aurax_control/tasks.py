@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -56,7 +57,7 @@ def plan(rt: Runtime, request: ExecutionInput, execution_arn: str | None, now: d
     fingerprint = config.dataset_fingerprint()
     dataset_uri = layout.dataset_uri(fingerprint)
     rt.store.plan(RunState(run_id=request.run_id, status="planned", execution_arn=execution_arn, updated_at=now),
-                  request.config_uri)
+                  request.config_uri, plan_id=execution_arn or uuid.uuid4().hex)
     # A stop request left by a previous execution would stop the new job at once.
     objects.delete(layout.stop_request_uri)
     return RunPlan(run_id=request.run_id, config_uri=request.config_uri, run_uri=layout.run_uri,
@@ -75,20 +76,29 @@ def _dataset_ready(dataset_uri: str, fingerprint: str) -> bool:
 
 
 # --- classify_failure ----------------------------------------------------------------------------------
+def _lower_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k).lower(): _lower_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_lower_keys(v) for v in value]
+    return value
+
+
 def parse_cause(cause: str) -> tuple[int | None, str | None]:
-    """(exit code, status reason) from a failed Batch task's Cause (the job description as JSON)."""
+    """(exit code, status reason) from a failed Batch task's Cause: the job description as JSON, with the
+    PascalCase keys Step Functions writes (`Container.ExitCode`) or the API's camelCase (`container.exitCode`)."""
     try:
-        job = json.loads(cause)
+        job = _lower_keys(json.loads(cause))
     except (json.JSONDecodeError, TypeError):
         return None, None
     if not isinstance(job, dict):
         return None, None
     attempts = [a for a in job.get("attempts") or [] if isinstance(a, dict)]
     last = attempts[-1] if attempts else {}
-    exit_code = (job.get("container") or {}).get("exitCode")
+    exit_code = (job.get("container") or {}).get("exitcode")
     if exit_code is None:
-        exit_code = (last.get("container") or {}).get("exitCode")
-    reason = job.get("statusReason") or last.get("statusReason") or (last.get("container") or {}).get("reason")
+        exit_code = (last.get("container") or {}).get("exitcode")
+    reason = job.get("statusreason") or last.get("statusreason") or (last.get("container") or {}).get("reason")
     return (int(exit_code) if isinstance(exit_code, (int, float)) else None), reason
 
 
@@ -123,7 +133,6 @@ def make_decision(rt: Runtime, request: DecideInput, now: datetime) -> Decision:
     evaluation = EvalReport.model_validate_json(raw)
     ledger, _ = rt.store.get_doc(request.run_id, LEDGER, CostLedger)
     decision = decide(evaluation, ledger.spend_usd if ledger else None, config, now)
-    objects.write(join(request.run_uri, "eval", request.point, "decision.json"), decision.model_dump_json(indent=2))
     rt.notifier.event(DetailType.DECISION, DecisionDetail(decision=decision, report_uri=report_uri))
     rt.notifier.message(f"[AURA-X DECISION] {request.run_id}: {decision.outcome} at {request.point}",
                         describe(decision))
@@ -132,6 +141,17 @@ def make_decision(rt: Runtime, request: DecideInput, now: datetime) -> Decision:
 
 
 # --- abort_run -----------------------------------------------------------------------------------------
+def readable_detail(detail: str) -> str:
+    """A Lambda task's error Cause is JSON (`errorMessage`, `errorType`, `stackTrace`): keep the message."""
+    try:
+        cause = json.loads(detail)
+    except (json.JSONDecodeError, TypeError):
+        return detail
+    if isinstance(cause, dict) and isinstance(cause.get("errorMessage"), str):
+        return f"{cause.get('errorType', 'Error')}: {cause['errorMessage']}"
+    return detail
+
+
 def write_abort_report(rt: Runtime, request: AbortInput, now: datetime) -> dict[str, str]:
     run_id = request.run_id
     state = rt.store.get_state(run_id)
@@ -145,7 +165,7 @@ def write_abort_report(rt: Runtime, request: AbortInput, now: datetime) -> dict[
                 break
             except ValidationError:
                 continue
-    detail = request.detail or (state.abort_detail if state and state.abort_detail else "")
+    detail = readable_detail(request.detail) or (state.abort_detail if state and state.abort_detail else "")
     sections = report.build_sections(run_id, request.reason, detail, state, ledger, evaluation, request.decision, now)
     base = join(request.run_uri, "reports")
     markdown = report.to_markdown(run_id, sections)

@@ -1,0 +1,41 @@
+"""`aurax estimate`: projected time and cost of a run before starting it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from aurax_contracts import load_run_config
+
+EXAMPLES = """examples:
+  aurax estimate --config run.yaml
+  aurax estimate --config run.yaml --samples-per-second 1.4 --spot-usd-per-hour 0.19 --json
+
+The figures and their sources are in batch_job/aurax/ops/figures.py; assumed ones are listed in the output."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "estimate", help="projected time and cost of a run",
+        description="Project each phase's hours and dollars from the run config and the benchmark figures.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="the run config (YAML or JSON)")
+    parser.add_argument("--samples-per-second", type=float, default=None,
+                        help="measured training throughput on the GPU (replaces the FLOPs-based figure)")
+    parser.add_argument("--spot-usd-per-hour", type=float, default=None, help="GPU spot price to use")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from ..ops.estimate import estimate, render
+
+    for name in ("samples_per_second", "spot_usd_per_hour"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise InputError(f"--{name.replace('_', '-')} must be above 0 (got {value})")
+    config = load_run_config(args.config)
+    result = estimate(config, samples_per_second=args.samples_per_second, gpu_usd_per_hour=args.spot_usd_per_hour)
+    print(json.dumps(result.to_json(), indent=2) if args.json else render(result))
+    return 0

@@ -1,0 +1,57 @@
+"""`aurax job train`: fine-tune MusicGen on a prepared dataset until an epoch, resuming from checkpoints.
+
+Exit codes: 0 trained to --until-epoch (or already there); 64 bad config or a checkpoint from another
+setup; 65 dataset or URI unreadable/corrupt; 75 interrupted after an emergency checkpoint (run the same
+command again); 76 diverged (last good checkpoint kept); 77 stopped by the budget guard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+GROUP = "job"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="fine-tune MusicGen until an epoch, resuming from the newest good checkpoint",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, metavar="URI", help="run config (YAML/JSON), s3:// or local")
+    parser.add_argument("--run-uri", required=True, metavar="URI", help="the run's folder: s3://BUCKET/runs/ID")
+    parser.add_argument("--dataset-uri", required=True, metavar="URI", help="prepared dataset (aurax job prepare)")
+    parser.add_argument("--until-epoch", required=True, type=_positive_int, metavar="N",
+                        help="train until N epochs are complete, then exit 0")
+    parser.add_argument("--checkpoint-uri", metavar="URI", help="default: {run-uri}/checkpoints")
+    parser.add_argument("--metrics-uri", metavar="URI", help="default: {run-uri}/metrics")
+    parser.add_argument("--work-dir", metavar="DIR", help="local scratch (dataset cache, checkpoint staging)")
+    parser.add_argument("--checkpoint-every-steps", type=_positive_int, metavar="N",
+                        help="also checkpoint every N optimizer steps (overrides checkpoint.interval_steps)")
+    parser.add_argument("--metrics-flush-seconds", type=_non_negative_float, default=60.0, metavar="S",
+                        help="write at most one metrics object per S seconds (default 60)")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from ..train.distributed import launch_workers, workers_to_launch
+
+    if workers := workers_to_launch():  # several GPUs: one worker per GPU, each re-running this command line
+        return launch_workers(sys.argv[1:], workers)
+    from ..train.loop import run_training
+    from ..train.options import TrainOptions
+
+    return run_training(TrainOptions.from_args(args))

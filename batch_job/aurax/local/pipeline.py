@@ -1,0 +1,370 @@
+"""One whole run of the pipeline on this machine: the same template, state machine, handlers and jobs as
+on AWS, in the in-process emulation.
+
+- `template.yaml` is deployed into moto (`stack.deploy`); the state machine runs under moto's interpreter.
+- Lambda tasks, the S3-triggered monitor and the EventBridge-triggered ledger run the real handlers in this
+  process; the schedules (cost ledger, idle watch) fire every few seconds instead of every 10-15 minutes.
+- Batch jobs run `aurax job ...` as subprocesses that reach the emulated S3 through `endpoint`.
+- A synthetic MagnaTagATune is put in the data bucket; the run uses the tiny MusicGen, 2 epochs with the
+  decision after the first, and one injected spot reclaim mid-epoch in the first training job.
+- Alerts are read from an SQS queue subscribed to the alert topic, events from an SQS queue behind a rule
+  on the event bus: what an operator's subscriptions would receive.
+
+The run is started and watched through the same code as `aurax start` / `aurax status` / `aurax report`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+from unittest import mock
+
+import boto3
+
+from aurax_contracts import TINY_MODEL_ID, RunConfig
+from aurax_contracts.config import DEFAULT_PROMPTS
+
+from ..ops.report import FetchedReports, NoReport, fetch_reports
+from ..ops.stack_outputs import StackOutputs
+from ..ops.start import start_run
+from ..ops.status import RunStatusView, UnknownRun, load_status
+from .batch_runner import SubprocessRunner
+from .moto_patches import MOTO_CONFIG, BatchJobRun, patched_moto
+from .stack import REGION, LocalStack, deploy
+from .synthetic_mtat import eligible, write_mtat
+
+logger = logging.getLogger(__name__)
+
+Variant = Literal["go", "no-go"]
+REPO_ROOT = Path(__file__).resolve().parents[3]
+MTAT_PREFIX = "mtat"
+
+
+def default_template() -> Path:
+    return REPO_ROOT / "template.yaml"
+
+
+def local_config(run_id: str, variant: Variant, source_uri: str, clips: int) -> RunConfig:
+    """The tiny run: 2 epochs, the decision after the first, a checkpoint every 2 steps. NO-GO demands a
+    share of authentic clips no model reaches (1.0); GO accepts any measured authenticity and the tiny
+    model's loss (its val loss starts near ln 64 = 4.2, above the real 3.5 threshold)."""
+    decision = {"min_authenticity": 0.0, "max_val_loss": 100.0} if variant == "go" else \
+        {"min_authenticity": 1.0, "max_val_loss": 100.0}
+    return RunConfig.model_validate({
+        "run_id": run_id,
+        "dataset": {"source_uri": source_uri, "target_clips": clips, "target_tolerance": 0.0,
+                    "min_clip_seconds": 3.0},
+        "model": {"model_id": TINY_MODEL_ID},
+        "training": {"total_epochs": 2, "decision_epoch": 1, "batch_size": 2, "grad_accum_steps": 1,
+                     "learning_rate": 1e-3, "warmup_steps": 2, "segment_seconds": 2.0, "log_every_steps": 1,
+                     "gradient_checkpointing": False},
+        "checkpoint": {"interval_minutes": 60, "interval_steps": 2},
+        "monitoring": {"idle_timeout_minutes": 10},
+        "budget": {"budget_usd": 5.0},
+        "evaluation": {"prompts": DEFAULT_PROMPTS[:2], "clips_per_model": 2, "clip_seconds": 1.0},
+        "decision": decision,
+    })
+
+
+@dataclass
+class SpotInterruption:
+    """Reclaims the first training job's first attempt once it has committed a mid-epoch checkpoint. Its
+    steps are slowed a little (the job's own fault hook) so the reclaim lands mid-epoch on any machine."""
+
+    checkpoints_prefix: tuple[str, str]
+    """(bucket, key prefix) of the run's checkpoints."""
+    slow_step_seconds: float = 0.4
+    fired: threading.Event = field(default_factory=threading.Event)
+    _target: tuple[str, int] | None = None
+
+    @staticmethod
+    def _is_train(run: BatchJobRun) -> bool:
+        return run.command[1:3] == ["job", "train"]
+
+    def environment(self, run: BatchJobRun) -> dict[str, str]:
+        if self._is_train(run) and not self.fired.is_set() and run.attempt == 1:
+            self._target = (run.job_id, run.attempt)
+            return {"AURAX_FAULT_SLOW_STEP_SECONDS": str(self.slow_step_seconds)}
+        return {}
+
+    def __call__(self, run: BatchJobRun) -> bool:
+        if self.fired.is_set() or self._target != (run.job_id, run.attempt):
+            return False
+        bucket, prefix = self.checkpoints_prefix
+        s3 = boto3.client("s3", region_name=REGION)
+        try:
+            latest = s3.get_object(Bucket=bucket, Key=f"{prefix}/latest")["Body"].read().decode().strip()
+        except s3.exceptions.NoSuchKey:
+            return False
+        if latest.endswith("-end"):  # only an epoch-end checkpoint so far: wait for a mid-epoch one
+            return False
+        self.fired.set()
+        return True
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One look at the run, for the progress display."""
+
+    elapsed_s: float
+    state: str
+    """The state machine's current state."""
+    view: RunStatusView | None
+    job: str | None
+    """The Batch job running now, with its attempt."""
+    new_alerts: list[dict[str, Any]]
+    new_events: list[dict[str, Any]]
+
+
+@dataclass
+class LocalResult:
+    run_id: str
+    variant: Variant
+    execution_status: str
+    end_state: str
+    error: str | None
+    decision: dict[str, Any] | None
+    """The decision at the decision epoch (and the final one, for GO, under `final`)."""
+    reports: list[Path]
+    alerts: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    batch_attempts: list[dict[str, Any]]
+    handler_errors: list[str]
+    """Every Lambda invocation that raised, as `function: ErrorType: message` (some are expected, e.g. a
+    BadConfigError the state machine catches)."""
+    workdir: Path
+    seconds: float
+    logs: Path
+    deploy_seconds: float = 0.0
+    """Deploying the template into the emulation (translate, create the stack, the state machine)."""
+
+    @property
+    def outcome(self) -> str | None:
+        return None if self.decision is None else self.decision.get("outcome")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "variant": self.variant, "execution_status": self.execution_status,
+                "end_state": self.end_state, "error": self.error, "outcome": self.outcome,
+                "decision": self.decision, "reports": [str(p) for p in self.reports], "alerts": self.alerts,
+                "events": self.events, "batch_attempts": self.batch_attempts,
+                "handler_errors": self.handler_errors, "workdir": str(self.workdir),
+                "logs": str(self.logs), "seconds": round(self.seconds, 1),
+                "deploy_seconds": round(self.deploy_seconds, 1)}
+
+
+class _Subscribers:
+    """An SQS queue on the alert topic and one behind a catch-all rule on the event bus."""
+
+    def __init__(self, outputs: StackOutputs) -> None:
+        self.sqs = boto3.client("sqs", region_name=REGION)
+        self.alerts_url = self._queue("aurax-local-alerts")
+        self.events_url = self._queue("aurax-local-events")
+        boto3.client("sns", region_name=REGION).subscribe(
+            TopicArn=outputs.alert_topic_arn, Protocol="sqs", Endpoint=self._arn(self.alerts_url))
+        events = boto3.client("events", region_name=REGION)
+        events.put_rule(Name="aurax-local-observer", EventBusName=outputs.event_bus_name,
+                        EventPattern=json.dumps({"source": [{"prefix": ""}]}))
+        events.put_targets(Rule="aurax-local-observer", EventBusName=outputs.event_bus_name,
+                           Targets=[{"Id": "observer", "Arn": self._arn(self.events_url)}])
+
+    def _queue(self, name: str) -> str:
+        return str(self.sqs.create_queue(QueueName=name)["QueueUrl"])
+
+    def _arn(self, url: str) -> str:
+        return str(self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
+
+    def _drain(self, url: str) -> list[dict[str, Any]]:
+        bodies = []
+        while messages := self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in messages:
+                bodies.append(json.loads(message["Body"]))
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return bodies
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return [{"subject": b.get("Subject"), "message": b.get("Message")} for b in self._drain(self.alerts_url)]
+
+    def events(self) -> list[dict[str, Any]]:
+        return [{"detail_type": b.get("detail-type"), "source": b.get("source"), "detail": b.get("detail")}
+                for b in self._drain(self.events_url)]
+
+
+def _scheduled_event(rule: str) -> str:
+    return json.dumps({"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
+                       "source": "aws.events", "account": "123456789012",
+                       "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "region": REGION,
+                       "resources": [f"arn:aws:events:{REGION}:123456789012:rule/{rule}"], "detail": {}})
+
+
+def _current_state(sfn: Any, execution_arn: str) -> str:
+    """The last state the execution entered (the history is short: tens of events)."""
+    entered = [event["stateEnteredEventDetails"]["name"]
+               for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+               for event in page["events"] if "stateEnteredEventDetails" in event]
+    return str(entered[-1]) if entered else "starting"
+
+
+def _running_job(batch: Any, outputs: LocalStack) -> str | None:
+    queues = [v for k, v in outputs.outputs.items() if k.endswith("JobQueueArn")]
+    for queue in queues:
+        for job in batch.list_jobs(jobQueue=queue, jobStatus="RUNNING").get("jobSummaryList", []):
+            described = batch.describe_jobs(jobs=[job["jobId"]])["jobs"][0]
+            return f"{job['jobName']} (attempt {len(described.get('attempts', []))})"
+    return None
+
+
+@contextmanager
+def _workdir(keep: Path | None) -> Iterator[Path]:
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep.resolve()
+        return
+    with tempfile.TemporaryDirectory(prefix="aurax-local-") as tmp:
+        yield Path(tmp)
+
+
+def _export_bucket(s3: Any, bucket: str, folder: Path) -> None:
+    """Copy the emulated bucket (but the synthetic MTAT, already on disk) out before the emulation ends."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            if not item["Key"].startswith(f"{MTAT_PREFIX}/"):
+                target = folder / item["Key"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, item["Key"], str(target))
+
+
+def run_local(variant: Variant = "go", *, keep: Path | None = None, report_dir: Path | None = None,
+              template: Path | None = None, interrupt: bool = True, timeout_s: float = 900.0,
+              schedule_every_s: float = 5.0, progress: Callable[[Progress], None] | None = None) -> LocalResult:
+    """Deploy, run and watch one local run to its end; returns what happened.
+
+    With `keep`, everything stays in that folder: logs, the synthetic MTAT, the job scratch space, the
+    emulated bucket (`bucket/`: dataset, checkpoints, metrics, reports) and the fetched reports. Without it, the
+    work happens in a temporary folder and only the HTML reports are kept, in `report_dir` (default
+    `./aurax-local-<run id>`)."""
+    started = time.monotonic()
+    run_id = f"local-{variant}-{datetime.now(UTC):%Y%m%d%H%M%S}"
+    with _workdir(keep) as workdir, ExitStack() as stack:
+        mtat = workdir / "mtat"
+        clips = write_mtat(mtat)
+        stack.enter_context(_mock_aws())
+        from .endpoint import EmulatorEndpoint
+
+        endpoint = stack.enter_context(EmulatorEndpoint())
+        runner = SubprocessRunner(endpoint.url, workdir / "logs", scratch_dir=workdir / "scratch", extra_env={
+            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "AURAX_DEVICE": "cpu",
+            "AURAX_IMDS_ENDPOINT": "off"})
+        patches = stack.enter_context(patched_moto(runner, lambda_log_dir=workdir / "logs" / "lambda"))
+        deploy_started = time.monotonic()
+        deployed = deploy(template or default_template())
+        deploy_seconds = time.monotonic() - deploy_started
+        outputs = StackOutputs.load(deployed.name, boto3.client("cloudformation", region_name=REGION))
+        subscribers = _Subscribers(outputs)
+        s3 = boto3.client("s3", region_name=REGION)
+        for path in sorted(mtat.rglob("*")):
+            if path.is_file():
+                s3.upload_file(str(path), outputs.data_bucket, f"{MTAT_PREFIX}/{path.relative_to(mtat).as_posix()}")
+        config = local_config(run_id, variant, f"s3://{outputs.data_bucket}/{MTAT_PREFIX}", eligible(clips))
+        if interrupt:
+            spot = SpotInterruption((outputs.data_bucket, f"runs/{run_id}/checkpoints"))
+            runner.interrupt, runner.attempt_env = spot, spot.environment
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        ddb, batch = boto3.client("dynamodb", region_name=REGION), boto3.client("batch", region_name=REGION)
+        lam = boto3.client("lambda", region_name=REGION)
+        execution = start_run(outputs, config, s3=s3, sfn=sfn)
+
+        alerts: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        last_schedule = 0.0
+        while True:
+            described = sfn.describe_execution(executionArn=execution.execution_arn)
+            if time.monotonic() - last_schedule >= schedule_every_s:
+                last_schedule = time.monotonic()
+                for logical_id in deployed.schedules:
+                    lam.invoke(FunctionName=deployed.functions[logical_id], InvocationType="Event",
+                               Payload=_scheduled_event(f"aurax-local-{logical_id}"))
+            new_alerts, new_events = subscribers.alerts(), subscribers.events()
+            alerts += new_alerts
+            events += new_events
+            if progress is not None:
+                try:
+                    view: RunStatusView | None = load_status(outputs, run_id, ddb=ddb, sfn=sfn)
+                except UnknownRun:
+                    view = None
+                progress(Progress(time.monotonic() - started, _current_state(sfn, execution.execution_arn),
+                                  view, _running_job(batch, deployed), new_alerts, new_events))
+            if described["status"] != "RUNNING":
+                break
+            if time.monotonic() - started > timeout_s:
+                sfn.stop_execution(executionArn=execution.execution_arn, error="LocalTimeout",
+                                   cause=f"aurax local gave up after {timeout_s:.0f} s")
+                continue
+            time.sleep(0.5)
+        patches.batch.wait(30)
+        alerts += subscribers.alerts()
+        events += subscribers.events()
+        if keep is not None:
+            _export_bucket(s3, outputs.data_bucket, workdir / "bucket")
+        reports_root = workdir / "reports" if keep is not None else (report_dir or Path.cwd() / f"aurax-local-{run_id}")
+        try:
+            fetched: FetchedReports | None = fetch_reports(outputs, run_id, reports_root, s3=s3)
+        except NoReport:
+            fetched = None
+        logs = workdir / "logs"
+        if keep is None and logs.is_dir():  # the job logs are small and say why a job failed: keep them
+            shutil.copytree(logs, reports_root / "logs", dirs_exist_ok=True)
+            logs = reports_root / "logs"
+        decisions = [e["detail"]["decision"] for e in events if e["detail_type"] == "AURA-X Decision"]
+        decision = None
+        if decisions:
+            decision = dict(decisions[0])
+            if len(decisions) > 1:
+                decision["final"] = decisions[-1]
+        return LocalResult(
+            run_id=run_id, variant=variant, execution_status=described["status"],
+            end_state=_current_state(sfn, execution.execution_arn), error=described.get("error"),
+            decision=decision, reports=fetched.reports if fetched else [], alerts=alerts, events=events,
+            batch_attempts=[{"job": a.job_name, "attempt": a.attempt, "exit_code": a.result.exit_code,
+                             "status_reason": a.result.status_reason, "seconds": round(a.seconds, 1)}
+                            for a in patches.batch_attempts],
+            handler_errors=[f"{i.function_name}: {i.error_type}: {i.error_message}"
+                            for i in patches.lambda_invocations if i.error_type],
+            workdir=workdir if keep is not None else reports_root, seconds=time.monotonic() - started, logs=logs,
+            deploy_seconds=deploy_seconds)
+
+
+#: The process environment of the emulation: its region, fake credentials, and nothing that could reach a
+#: real account (a profile, an endpoint override).
+EMULATION_ENV = {"AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": "aurax-local",
+                 "AWS_SECRET_ACCESS_KEY": "aurax-local"}
+_REAL_ACCOUNT_ENV = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+                     "AWS_ENDPOINT_URL")
+
+
+@contextmanager
+def _mock_aws() -> Iterator[None]:
+    from moto import mock_aws
+
+    from .. import storage
+
+    with mock.patch.dict(os.environ, EMULATION_ENV):
+        for name in _REAL_ACCOUNT_ENV:
+            os.environ.pop(name, None)  # restored by patch.dict on exit
+        with mock_aws(config=MOTO_CONFIG):  # type: ignore[arg-type]
+            storage.reset_clients()
+            try:
+                yield
+            finally:
+                storage.reset_clients()

@@ -1,0 +1,135 @@
+"""Projected time and cost of a run before it starts, from its config and the figures in `figures`.
+
+Training cost follows from FLOPs: each example of `segment_seconds` is `segment_seconds x 50 + 3` decoder
+tokens; a token costs 6 x trainable-parameters FLOPs forward and backward (full fine-tune; LoRA skips the
+weight gradients: 4 x), plus 2 x for the forward that gradient checkpointing repeats, plus attention
+(12 x layers x sequence x width, 16 x with checkpointing). Throughput is the T4's fp16 peak times an
+assumed utilisation, unless a measured samples/s is given.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from aurax_contracts import RunConfig
+
+from . import figures as f
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    hours: float
+    usd: float
+    detail: str
+
+
+@dataclass(frozen=True)
+class Estimate:
+    run_id: str
+    phases: list[Phase]
+    samples_per_second: float
+    steps_per_epoch: int
+    train_clips: int
+    storage_usd: float
+    budget_usd: float
+    assumptions: list[str] = field(default_factory=list)
+
+    @property
+    def total_usd(self) -> float:
+        return sum(p.usd for p in self.phases) + self.storage_usd
+
+    @property
+    def total_hours(self) -> float:
+        return sum(p.hours for p in self.phases)
+
+    @property
+    def decision_usd(self) -> float:
+        """Spend by the go/no-go decision (what a NO-GO costs)."""
+        return sum(p.usd for p in self.phases if not p.name.endswith("(GO only)")) + self.storage_usd / 2
+
+    @property
+    def within_budget(self) -> bool:
+        return self.total_usd <= self.budget_usd
+
+    def to_json(self) -> dict[str, object]:
+        return {**asdict(self), "total_usd": round(self.total_usd, 2), "total_hours": round(self.total_hours, 2),
+                "decision_usd": round(self.decision_usd, 2), "within_budget": self.within_budget}
+
+
+def train_flops_per_sample(config: RunConfig) -> float:
+    tokens = config.training.segment_seconds * f.FRAMES_PER_SECOND.value + 3
+    params = f.DECODER_PARAMETERS.value
+    lora = config.model.finetune == "lora"
+    per_token = (4.0 if lora else 6.0) * params
+    attention = 12 * f.DECODER_LAYERS.value * tokens * f.DECODER_WIDTH.value
+    if config.training.gradient_checkpointing:
+        per_token += 2 * params
+        attention *= 16 / 12
+    return tokens * (per_token + attention)
+
+
+def estimate(config: RunConfig, *, samples_per_second: float | None = None,
+             gpu_usd_per_hour: float | None = None) -> Estimate:
+    t, ev = config.training, config.evaluation
+    folders = f.MTAT_FOLDERS.value - len(config.dataset.excluded_folders)
+    train_share = (folders - len(config.dataset.validation_folders)) / folders
+    train_clips = max(1, round(config.dataset.target_clips * train_share))
+    validation_clips = config.dataset.target_clips - train_clips
+    batch = t.batch_size * t.grad_accum_steps
+    steps_per_epoch = math.ceil(train_clips / batch)
+    flops = train_flops_per_sample(config)
+    rate = samples_per_second or f.T4_FP16_PEAK_FLOPS.value * f.T4_TRAIN_UTILISATION.value / flops
+    gpu_price = gpu_usd_per_hour or f.GPU_SPOT_USD_PER_HOUR.value
+    overhead = 1 + f.INTERRUPTION_OVERHEAD.value
+    start_hours = f.JOB_START_SECONDS.value / 3600
+
+    def epoch_hours() -> float:
+        # one pass over the training clips plus a forward-only pass over the validation clips (~1/3 the cost)
+        return (train_clips + validation_clips / 3) / rate / 3600
+
+    def gpu(name: str, hours: float, detail: str) -> Phase:
+        hours = hours * overhead + start_hours
+        return Phase(name, hours, hours * gpu_price, detail)
+
+    generate_hours = (2 * ev.clips_per_model * ev.clip_seconds
+                      * f.T4_GENERATION_SECONDS_PER_AUDIO_SECOND.value) / 3600
+    prepare_hours = (f.MTAT_DOWNLOAD_BYTES.value / f.DOWNLOAD_BYTES_PER_SECOND.value
+                     + config.dataset.target_clips * f.PREPARE_SECONDS_PER_CLIP.value) / 3600 + start_hours
+    after = t.total_epochs - t.decision_epoch
+    phases = [
+        Phase("prepare dataset", prepare_hours, prepare_hours * f.CPU_SPOT_USD_PER_HOUR.value,
+              f"download MTAT, encode {config.dataset.target_clips} clips (skipped when already prepared)"),
+        gpu("preflight", 0.1, "detector suite, GPU and data checks"),
+        gpu(f"train to epoch {t.decision_epoch}", t.decision_epoch * epoch_hours(),
+            f"{t.decision_epoch} x {steps_per_epoch} steps at {rate:.2f} samples/s"),
+        gpu("evaluate (decision)", generate_hours, f"2 x {ev.clips_per_model} clips of {ev.clip_seconds:g} s"),
+    ]
+    if after:
+        phases += [gpu(f"train to epoch {t.total_epochs} (GO only)", after * epoch_hours(),
+                       f"{after} x {steps_per_epoch} steps"),
+                   gpu("evaluate (final) (GO only)", generate_hours, "as at the decision")]
+    checkpoint = f.CHECKPOINT_BYTES_LORA.value if config.model.finetune == "lora" else f.CHECKPOINT_BYTES_FULL.value
+    months = max(sum(p.hours for p in phases) / (24 * 30), 1.0)  # kept at least a month after the run
+    storage = (checkpoint * config.checkpoint.keep_last + f.MTAT_DOWNLOAD_BYTES.value) / 1e9 \
+        * f.S3_USD_PER_GB_MONTH.value * months
+    assumptions = [f"{name}: {fig.value:g} {fig.unit} ({fig.source})" for name, fig in vars(f).items()
+                   if isinstance(fig, f.Figure) and fig.source.startswith("assumed")]
+    if samples_per_second:
+        assumptions.insert(0, f"training throughput: {samples_per_second:g} samples/s (given)")
+    return Estimate(config.run_id, phases, rate, steps_per_epoch, train_clips, storage,
+                    config.max_cost_usd, assumptions)
+
+
+def render(e: Estimate) -> str:
+    width = max(len(p.name) for p in e.phases)
+    lines = [f"run {e.run_id}: {e.train_clips} training clips, {e.steps_per_epoch} steps/epoch, "
+             f"{e.samples_per_second:.2f} samples/s", ""]
+    lines += [f"  {p.name:<{width}}  {p.hours:7.1f} h  ${p.usd:8.2f}   {p.detail}" for p in e.phases]
+    lines += [f"  {'storage (S3)':<{width}}  {'':7}    ${e.storage_usd:8.2f}", "",
+              f"  total {e.total_hours:.1f} h, ${e.total_usd:.2f} of the ${e.budget_usd:g} budget"
+              f" ({'within' if e.within_budget else 'OVER'} budget); a NO-GO at the decision costs "
+              f"about ${e.decision_usd:.2f}", "", "assumed figures (replace with measurements):"]
+    lines += [f"  - {a}" for a in e.assumptions]
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""The figures `aurax estimate` projects time and cost from, each with where it comes from.
+
+A figure marked "assumed" is an engineering estimate, not a measurement on a T4: replace it with the
+measured value when bench/RESULTS.md or a real run's first epoch (`aurax status` shows samples/s in the
+metrics) gives one, or pass `--samples-per-second` / `--spot-usd-per-hour` to `aurax estimate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Figure:
+    value: float
+    unit: str
+    source: str
+
+
+# --- the GPU (NVIDIA T4 on g4dn) ---------------------------------------------------------------------------
+T4_FP16_PEAK_FLOPS = Figure(65e12, "FLOP/s", "NVIDIA T4 datasheet: 65 TFLOPS mixed-precision (FP16/FP32) peak")
+T4_TRAIN_UTILISATION = Figure(0.20, "fraction of peak",
+                              "assumed: model-FLOPs utilisation of fp16 autocast training with gradient "
+                              "checkpointing on a T4 (memory-bound kernels, no bf16); measure to replace")
+T4_GENERATION_SECONDS_PER_AUDIO_SECOND = Figure(
+    0.35, "s per s of audio per clip",
+    "assumed: musicgen-small generating in batches of 8 with classifier-free guidance on a T4 (~25 decoder "
+    "steps/s per batch at 50 frames per second of audio); measure to replace")
+
+# --- the model (musicgen-small) ------------------------------------------------------------------------------
+DECODER_PARAMETERS = Figure(420e6, "parameters",
+                            "shared/notes/musicgen-and-data.md: decoder LM with its 4 embeddings and heads")
+DECODER_LAYERS = Figure(24, "layers", "musicgen-small config (decoder.num_hidden_layers)")
+DECODER_WIDTH = Figure(1024, "hidden size", "musicgen-small config (decoder.hidden_size)")
+FRAMES_PER_SECOND = Figure(50, "frames/s", "EnCodec 32 kHz as used by MusicGen: 50 frames per second")
+LORA_TRAINABLE_FRACTION = Figure(0.01, "fraction", "assumed: rank-16 adapters on the attention projections")
+CHECKPOINT_BYTES_FULL = Figure(5.1e9, "bytes",
+                               "fp32 weights (4 B) + AdamW moments (8 B) per decoder parameter, plus EnCodec/T5")
+CHECKPOINT_BYTES_LORA = Figure(0.1e9, "bytes", "adapters and their optimiser state only (assumed)")
+
+# --- the data ------------------------------------------------------------------------------------------------
+MTAT_FOLDERS = Figure(16, "folders", "MagnaTagATune's hex folders 0-9, a-f (clips spread evenly by album hash)")
+MTAT_DOWNLOAD_BYTES = Figure(2.97e9, "bytes", "mp3.zip.001-.003 sizes published by the MTAT site")
+DOWNLOAD_BYTES_PER_SECOND = Figure(20e6, "B/s", "assumed: the MTAT web site to an EC2 instance")
+PREPARE_SECONDS_PER_CLIP = Figure(0.8, "s per clip",
+                                  "assumed: mp3 decode, resample to 32 kHz and EnCodec encode of a 29 s clip on "
+                                  "4 vCPUs (c6i.xlarge); measure with `aurax job prepare` to replace")
+
+# --- prices (us-east-1) --------------------------------------------------------------------------------------
+GPU_SPOT_USD_PER_HOUR = Figure(0.22, "USD/h",
+                               "assumed: g4dn.xlarge spot in us-east-1 (price history mostly $0.16-0.26/h); "
+                               "the run's cost ledger uses the live spot price history instead")
+CPU_SPOT_USD_PER_HOUR = Figure(0.07, "USD/h", "assumed: c6i.xlarge spot in us-east-1")
+S3_USD_PER_GB_MONTH = Figure(0.023, "USD/GB-month", "S3 Standard, us-east-1, first 50 TB (AWS price list)")
+
+# --- overheads -----------------------------------------------------------------------------------------------
+JOB_START_SECONDS = Figure(420, "s per job",
+                           "assumed: spot capacity, instance boot and pulling the ~8 GB CUDA image")
+INTERRUPTION_OVERHEAD = Figure(0.08, "fraction of GPU time",
+                               "assumed: work lost since the last checkpoint (10 min interval) and restarts, "
+                               "at g4dn's <5% monthly interruption frequency (AWS Spot Instance Advisor)")

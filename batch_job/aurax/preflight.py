@@ -1,0 +1,226 @@
+"""`aurax preflight`: everything a run needs, checked before any GPU time is paid for.
+
+Checks, each passed, failed or skipped with its reason (skipped is not failed: a laptop has no idle rule):
+- detector: the log-drum validation suite (`aurax.audio.validation`) passes with the thresholds in use;
+- gpu: CUDA visible, fp16 matrix maths agrees with fp32, enough free memory (required with --require-gpu;
+  checked whenever a GPU is visible);
+- config: the run config parses and validates;
+- dataset: when the dataset URI holds a manifest, it is valid, every shard is present, the shards' clip counts
+  add up to the manifest's, the training split is not empty, and it was built for this config;
+- idle-rule: the EventBridge rule named by AURAX_IDLE_RULE_NAME (default bus) exists and is ENABLED;
+- alert-topic: the SNS topic AURAX_ALERT_TOPIC_ARN exists.
+Any failure: exit 78 (`JobExit.PREFLIGHT_FAILED`), and the state machine does not start training.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from aurax_contracts import ContractError, RunConfig, parse_run_config
+from aurax_contracts.layout import join
+
+from . import storage
+from .audio.config import AnalysisConfig
+from .errors import InputError
+
+IDLE_RULE_ENV = "AURAX_IDLE_RULE_NAME"
+ALERT_TOPIC_ENV = "AURAX_ALERT_TOPIC_ARN"
+DEFAULT_MIN_GPU_MEMORY_GIB = 12.0  # musicgen-small full fine-tune: ~6.7 GB of weights and optimizer + activations
+FP16_MATMUL_SIZE = 1024
+FP16_MAX_RELATIVE_ERROR = 1e-2
+
+Status = Literal["passed", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    status: Status
+    detail: str
+
+
+@dataclass(frozen=True)
+class PreflightReport:
+    checks: list[CheckResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.status != "failed" for c in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"passed": self.passed, "checks": [asdict(c) for c in self.checks]}
+
+    def render(self) -> str:
+        width = max(len(c.name) for c in self.checks)
+        lines = [f"{c.status.upper():7s} {c.name:{width}s}  {c.detail}" for c in self.checks]
+        failed = sum(c.status == "failed" for c in self.checks)
+        lines.append("preflight passed" if self.passed else f"preflight FAILED: {failed} check(s) failed")
+        return "\n".join(lines)
+
+
+def _guarded(name: str, check: Callable[[], CheckResult]) -> CheckResult:
+    """A check that crashes fails, with the error as its detail, so the report still lists every check."""
+    try:
+        return check()
+    except Exception as exc:  # noqa: BLE001 - the report must name it, whatever it is
+        return CheckResult(name, "failed", f"{type(exc).__name__}: {exc}")
+
+
+def check_detector(analysis: AnalysisConfig) -> CheckResult:
+    from .audio.validation import run_validation_suite
+
+    suite = run_validation_suite(analysis.detector)
+    if suite.passed:
+        return CheckResult("detector", "passed", suite.summary())
+    return CheckResult("detector", "failed", suite.summary() + "; fix the detector thresholds (--analysis-config) "
+                       "or the detector before training")
+
+
+def fp16_relative_error(device: Any) -> float:
+    """Relative error of a seeded fp16 matmul against fp32 on `device` (~1e-3 on healthy hardware; NaN or
+    large on a faulty GPU or driver)."""
+    import torch
+
+    generator = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(FP16_MATMUL_SIZE, FP16_MATMUL_SIZE, device=device, generator=generator)
+    b = torch.randn(FP16_MATMUL_SIZE, FP16_MATMUL_SIZE, device=device, generator=generator)
+    reference = a @ b
+    return float((((a.half() @ b.half()).float() - reference).norm() / reference.norm()).item())
+
+
+def judge_gpu(name: str, free_bytes: int, total_bytes: int, fp16_error: float, min_memory_gib: float) -> CheckResult:
+    problems = []
+    if not fp16_error <= FP16_MAX_RELATIVE_ERROR:  # also catches NaN
+        problems.append(f"fp16 matmul is wrong (relative error {fp16_error:.2e} > {FP16_MAX_RELATIVE_ERROR:g}); "
+                        "the GPU or driver is faulty: use another instance")
+    if free_bytes / 2**30 < min_memory_gib:
+        problems.append(f"only {free_bytes / 2**30:.1f} GiB of GPU memory free, need {min_memory_gib:g}; "
+                        "use a larger GPU or stop what else runs on it")
+    detail = f"{name}: {free_bytes / 2**30:.1f}/{total_bytes / 2**30:.1f} GiB free, fp16 matmul relative error " \
+             f"{fp16_error:.1e}"
+    if problems:
+        return CheckResult("gpu", "failed", detail + "; " + "; ".join(problems))
+    return CheckResult("gpu", "passed", detail)
+
+
+def check_gpu(require: bool, min_memory_gib: float) -> CheckResult:
+    import torch
+
+    if not torch.cuda.is_available():
+        if require:
+            return CheckResult("gpu", "failed", "no CUDA device is visible (torch.cuda.is_available() is False); "
+                               "run on a GPU instance with the CUDA image, or drop --require-gpu for a local run")
+        return CheckResult("gpu", "skipped", "no CUDA device and --require-gpu not given (local run)")
+    device = torch.device("cuda:0")
+    free, total = torch.cuda.mem_get_info(device)
+    return judge_gpu(torch.cuda.get_device_name(device), free, total, fp16_relative_error(device), min_memory_gib)
+
+
+def load_config(uri: str) -> RunConfig:
+    return parse_run_config(storage.read_text(uri), uri)
+
+
+def check_config(uri: str | None) -> CheckResult:
+    if uri is None:
+        return CheckResult("config", "skipped", "no --config given")
+    try:
+        config = load_config(uri)
+    except (ContractError, storage.StorageError) as exc:
+        return CheckResult("config", "failed", str(exc))
+    return CheckResult("config", "passed", f"run {config.run_id}: model {config.model.model_id} "
+                       f"({config.model.finetune}), {config.training.total_epochs} epochs")
+
+
+def check_dataset(dataset_uri: str | None, config_uri: str | None) -> CheckResult:
+    from .dataset.shards import MANIFEST_NAME, load_manifest
+
+    if dataset_uri is None:
+        return CheckResult("dataset", "skipped", "no --dataset-uri given")
+    if not storage.exists(join(dataset_uri, MANIFEST_NAME)):
+        return CheckResult("dataset", "skipped", f"no manifest at {dataset_uri} yet; `aurax job prepare` builds it")
+    try:
+        manifest, digest = load_manifest(dataset_uri)
+    except InputError as exc:
+        return CheckResult("dataset", "failed", str(exc))
+    problems = []
+    missing = [s.name for s in manifest.shards if not storage.exists(join(dataset_uri, s.name))]
+    if missing:
+        problems.append(f"shards missing: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    for split in ("train", "validation"):
+        in_shards = sum(s.clips for s in manifest.shards if s.split == split)
+        if in_shards != manifest.counts.get(split, 0):
+            problems.append(f"{split}: shards hold {in_shards} clips, the manifest counts {manifest.counts.get(split, 0)}")
+    if manifest.counts.get("train", 0) < 1:
+        problems.append("the training split is empty")
+    if config_uri is not None:
+        try:
+            expected = load_config(config_uri).dataset_fingerprint()
+        except (ContractError, storage.StorageError):
+            expected = None  # reported by the config check
+        if expected is not None and expected != manifest.fingerprint:
+            problems.append(f"built for another dataset selection (fingerprint {manifest.fingerprint[:12]}, this "
+                            f"config's is {expected[:12]})")
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(manifest.counts.items()))
+    detail = f"{counts} clips in {len(manifest.shards)} shards, manifest sha256 {digest[:12]}"
+    if problems:
+        return CheckResult("dataset", "failed", detail + "; " + "; ".join(problems) +
+                           "; fix: re-run `aurax job prepare` for this config")
+    return CheckResult("dataset", "passed", detail)
+
+
+def _aws_error_code(exc: Exception) -> str:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+
+
+def check_idle_rule(rule_name: str | None) -> CheckResult:
+    if not rule_name:
+        return CheckResult("idle-rule", "skipped", f"{IDLE_RULE_ENV} is not set (local run)")
+    import boto3
+
+    try:
+        rule = boto3.client("events").describe_rule(Name=rule_name)
+    except Exception as exc:  # noqa: BLE001 - botocore raises per-service classes
+        code = _aws_error_code(exc)
+        fix = "deploy the stack (template.yaml) that creates it" if code == "ResourceNotFoundException" else \
+            "check the job role's events:DescribeRule permission"
+        return CheckResult("idle-rule", "failed", f"EventBridge rule {rule_name}: {code}; {fix}")
+    state = rule.get("State", "UNKNOWN")
+    if state != "ENABLED":
+        return CheckResult("idle-rule", "failed", f"EventBridge rule {rule_name} is {state}, so an idle job would "
+                           f"not be stopped; enable it: aws events enable-rule --name {rule_name}")
+    return CheckResult("idle-rule", "passed", f"EventBridge rule {rule_name} is ENABLED "
+                       f"({rule.get('ScheduleExpression') or 'event pattern'})")
+
+
+def check_alert_topic(topic_arn: str | None) -> CheckResult:
+    if not topic_arn:
+        return CheckResult("alert-topic", "skipped", f"{ALERT_TOPIC_ENV} is not set (local run)")
+    import boto3
+
+    try:
+        attributes = boto3.client("sns").get_topic_attributes(TopicArn=topic_arn)["Attributes"]
+    except Exception as exc:  # noqa: BLE001
+        code = _aws_error_code(exc)
+        fix = "deploy the stack (template.yaml) that creates it" if code == "NotFound" else \
+            "check the ARN and the job role's sns:GetTopicAttributes permission"
+        return CheckResult("alert-topic", "failed", f"SNS topic {topic_arn}: {code}; {fix}")
+    return CheckResult("alert-topic", "passed", f"SNS topic {topic_arn} exists, "
+                       f"{attributes.get('SubscriptionsConfirmed', '0')} confirmed subscription(s)")
+
+
+def run_preflight(*, config_uri: str | None, dataset_uri: str | None, require_gpu: bool,
+                  analysis: AnalysisConfig | None = None,
+                  min_gpu_memory_gib: float = DEFAULT_MIN_GPU_MEMORY_GIB) -> PreflightReport:
+    analysis = analysis or AnalysisConfig()
+    checks = [
+        _guarded("detector", lambda: check_detector(analysis)),
+        _guarded("gpu", lambda: check_gpu(require_gpu, min_gpu_memory_gib)),
+        _guarded("config", lambda: check_config(config_uri)),
+        _guarded("dataset", lambda: check_dataset(dataset_uri, config_uri)),
+        _guarded("idle-rule", lambda: check_idle_rule(os.environ.get(IDLE_RULE_ENV))),
+        _guarded("alert-topic", lambda: check_alert_topic(os.environ.get(ALERT_TOPIC_ENV))),
+    ]
+    return PreflightReport(checks)

@@ -1,0 +1,81 @@
+"""The AURA-X score: an Amapiano groove scores well above other genres, noise and silence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aurax.audio import synth
+from aurax.audio.config import AnalysisConfig, ScoreConfig, ScoreWeights
+from aurax.audio.scorer import COMPONENTS, score, tempo_component
+
+SR = 32000
+SECONDS = 8.0
+
+
+@pytest.fixture(scope="module")
+def amapiano() -> float:
+    result = score(synth.amapiano_groove(SR, SECONDS, np.random.default_rng(21), bpm=112.0), SR)
+    assert result.authentic and result.tempo_bpm == pytest.approx(112.0, abs=1.0)
+    return result.score
+
+
+OTHERS = {
+    "house-124": lambda rng: synth.house_groove(SR, SECONDS, rng, bpm=124.0),
+    "hiphop-808": lambda rng: synth.hiphop_groove(SR, SECONDS, rng),
+    "rock": lambda rng: synth.rock_groove(SR, SECONDS, rng),
+    "ambient-pads": lambda rng: synth.ambient_pads(SR, SECONDS, rng),
+    "white-noise": lambda rng: synth.white_noise(SR, SECONDS, rng),
+    "pink-noise": lambda rng: synth.pink_noise(SR, SECONDS, rng),
+    "silence": lambda rng: synth.silence(SR, SECONDS),
+}
+
+
+def test_amapiano_groove_is_authentic(amapiano: float) -> None:
+    assert amapiano >= 80.0
+
+
+@pytest.mark.parametrize("name", sorted(OTHERS))
+def test_other_material_scores_well_below_amapiano(name: str, amapiano: float) -> None:
+    result = score(OTHERS[name](np.random.default_rng(22)), SR)
+    assert not result.authentic
+    assert result.score <= amapiano - 40.0, (name, result.components)
+    assert result.components["log_drum"] == 0.0
+
+
+@pytest.mark.parametrize("bpm", [108.0, 112.0, 116.0])
+def test_amapiano_tempo_range_is_recognised(bpm: float) -> None:
+    result = score(synth.amapiano_groove(SR, SECONDS, np.random.default_rng(23), bpm=bpm), SR)
+    assert result.tempo_bpm == pytest.approx(bpm, abs=1.5)
+    assert result.components["tempo"] == 1.0
+
+
+def test_house_at_124_gets_no_tempo_credit() -> None:
+    result = score(synth.house_groove(SR, SECONDS, np.random.default_rng(24)), SR)
+    assert result.tempo_bpm == pytest.approx(124.0, abs=1.5)
+    assert result.components["tempo"] <= 0.1
+
+
+@pytest.mark.parametrize("bpm, expected", [(112.0, 1.0), (56.0, 1.0), (224.0, 1.0), (121.0, 0.5), (124.0, 0.0),
+                                           (105.0, 0.5), (90.0, 0.0)])
+def test_tempo_component_handles_half_and_double_time(bpm: float, expected: float) -> None:
+    assert tempo_component(bpm, ScoreConfig()) == pytest.approx(expected)
+
+
+def test_components_are_weighted_by_the_config() -> None:
+    audio = synth.house_groove(SR, SECONDS, np.random.default_rng(25))
+    default = score(audio, SR)
+    assert set(default.components) == set(COMPONENTS)
+    assert all(0.0 <= v <= 1.0 for v in default.components.values())
+    only_low_end = AnalysisConfig(score=ScoreConfig(weights=ScoreWeights(log_drum=0, tempo=0, shakers=0, low_end=1,
+                                                                         keys=0)))
+    weighted = score(audio, SR, only_low_end)
+    assert weighted.score == pytest.approx(100.0 * default.components["low_end"])
+    expected = 100 * sum(w * default.components[k] for k, w in ScoreWeights().model_dump().items()) / 100.0
+    assert default.score == pytest.approx(expected)
+
+
+def test_threshold_decides_authentic() -> None:
+    audio = synth.amapiano_groove(SR, SECONDS, np.random.default_rng(26))
+    assert score(audio, SR).authentic
+    assert not score(audio, SR, threshold=100.1).authentic

@@ -1,0 +1,60 @@
+"""`aurax estimate`: projected time and cost from the config and the figures (no AWS involved)."""
+
+from __future__ import annotations
+
+import pytest
+
+from aurax.ops.estimate import estimate, train_flops_per_sample
+from aurax_contracts import JobExit, RunConfig
+
+
+def config(**training: object) -> RunConfig:
+    return RunConfig.model_validate({"run_id": "est-1", "training": training} if training else {"run_id": "est-1"})
+
+
+def test_phases_add_up_and_a_no_go_costs_less_than_the_whole_run():
+    e = estimate(config())
+    assert e.total_usd == pytest.approx(sum(p.usd for p in e.phases) + e.storage_usd)
+    assert 0 < e.decision_usd < e.total_usd
+    assert [p.name for p in e.phases][:3] == ["prepare dataset", "preflight", "train to epoch 5"]
+    assert e.train_clips == round(8000 * 12 / 13) and e.steps_per_epoch == -(-e.train_clips // 16)
+
+
+def test_training_time_follows_epochs_and_measured_throughput():
+    base = estimate(config())
+    longer = estimate(config(total_epochs=40, decision_epoch=5))
+    assert longer.total_hours > base.total_hours and longer.decision_usd == pytest.approx(base.decision_usd, rel=0.05)
+    slow = estimate(config(), samples_per_second=base.samples_per_second / 2)
+    train = [p for p in base.phases if p.name.startswith("train")][0]
+    slow_train = [p for p in slow.phases if p.name.startswith("train")][0]
+    start_hours = 420 / 3600
+    assert slow_train.hours - start_hours == pytest.approx(2 * (train.hours - start_hours))
+    assert slow.assumptions[0].startswith("training throughput")
+
+
+def test_lora_and_no_gradient_checkpointing_need_fewer_flops():
+    full = train_flops_per_sample(config())
+    lora = train_flops_per_sample(RunConfig.model_validate({"run_id": "est-1", "model": {"finetune": "lora"}}))
+    plain = train_flops_per_sample(config(gradient_checkpointing=False))
+    assert lora < full and plain < full
+
+
+def test_a_run_without_epochs_after_the_decision_has_no_go_phases():
+    e = estimate(config(total_epochs=5, decision_epoch=5))
+    assert not any("GO only" in p.name for p in e.phases)
+
+
+def test_cli_prints_phases_budget_and_assumptions(aurax, run_yaml):
+    result = aurax("estimate", "--config", run_yaml("run_id: est-cli\nbudget: {budget_usd: 1}\n"))
+    assert result.code == 0, result.err
+    assert "train to epoch 5" in result.out and "OVER budget" in result.out
+    assert "assumed figures" in result.out and "T4_TRAIN_UTILISATION" in result.out
+    data = aurax("estimate", "--config", run_yaml("run_id: est-cli\n"), "--json").json()
+    assert data["within_budget"] is True and data["total_usd"] > data["decision_usd"] > 0
+
+
+def test_cli_rejects_a_bad_config_and_bad_overrides(aurax, run_yaml):
+    bad = aurax("estimate", "--config", run_yaml("run_id: est-cli\ntraining: {epochs: 3}\n"))
+    assert bad.code == JobExit.BAD_CONFIG and "training.epochs" in bad.err
+    negative = aurax("estimate", "--config", run_yaml("run_id: est-cli\n"), "--samples-per-second", "0")
+    assert negative.code == JobExit.BAD_INPUT and "--samples-per-second must be above 0" in negative.err

@@ -1,0 +1,194 @@
+"""`aurax job evaluate` end to end on the tiny model: a fixture checkpoint, a fixture dataset, local and S3."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+import soundfile
+import torch
+from aurax_contracts import EvalReport, RunConfig, RunLayout, parse_metric_line
+from moto import mock_aws
+from scipy.stats import fisher_exact
+
+from aurax import storage
+from aurax.cli import main
+from aurax.evaluate import job as job_module
+from aurax.evaluate.job import eval_uri, read_loss_curves
+from aurax.train import checkpoint as checkpoint_module
+from aurax.evaluate.stats import wilson_interval
+from tests.evaluate.fixtures import (CHECKPOINT_EPOCH, CHECKPOINT_STEP, CHECKPOINT_VAL_LOSS, tiny_config,
+                                     write_checkpoint, write_dataset, write_metrics)
+
+CLIPS = 3
+
+
+def _prepare(root: str, work: Path, config: RunConfig) -> dict[str, str]:
+    layout = RunLayout(root, config.run_id)
+    dataset_uri = f"{root.rstrip('/')}/datasets/fixture"
+    config_uri = layout.config_uri
+    storage.write_text(config_uri, config.model_dump_json())
+    return {
+        "run_uri": layout.run_uri, "dataset_uri": dataset_uri, "config_uri": config_uri,
+        "dataset_sha": write_dataset(dataset_uri, config),
+        "checkpoint_sha": write_checkpoint(layout.checkpoints_uri, config, work),
+    }
+
+
+def _evaluate(run: dict[str, str], point: str = "decision") -> int:
+    return main(["job", "evaluate", "--config", run["config_uri"], "--run-uri", run["run_uri"],
+                 "--dataset-uri", run["dataset_uri"], "--point", point])
+
+
+def _with_audible_codebooks(load: Callable[..., Any]) -> Callable[..., Any]:
+    """The tiny model's EnCodec codebooks are all zeros (buffers that a real checkpoint fills), so every code
+    decodes to the same audio; random codebooks make the audio depend on the generated codes, as it does with
+    the real model, so the test can tell the arms apart by their audio."""
+    def load_audible(*args: Any, **kwargs: Any) -> Any:
+        model = load(*args, **kwargs)
+        generator = torch.Generator().manual_seed(0)
+        for name, buffer in model.audio_encoder.named_buffers():
+            if name.endswith(".embed"):
+                buffer.copy_(torch.randn(buffer.shape, generator=generator))
+        return model
+    return load_audible
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    root = tmp_path_factory.mktemp("bucket").as_uri()
+    config = tiny_config(clips=CLIPS)
+    run = _prepare(root, tmp_path_factory.mktemp("work"), config)
+    write_metrics(RunLayout(root, config.run_id).metrics_uri, config.run_id)
+    with pytest.MonkeyPatch.context() as patch:
+        for module in (checkpoint_module, job_module):
+            patch.setattr(module, "load_musicgen", _with_audible_codebooks(module.load_musicgen))
+        assert _evaluate(run) == 0
+    run["root"] = root
+    run["eval_uri"] = RunLayout(root, config.run_id).eval_uri("decision")
+    yield run
+
+
+@pytest.fixture(scope="module")
+def report(local_run: dict[str, str]) -> EvalReport:
+    return EvalReport.model_validate_json(storage.read_text(local_run["eval_uri"] + "/report.json"))
+
+
+def test_report_is_written_where_the_layout_says(local_run: dict[str, str]) -> None:
+    assert eval_uri(local_run["run_uri"], "decision") == local_run["eval_uri"]
+    assert storage.exists(local_run["eval_uri"] + "/report.json")
+
+
+def test_same_prompts_and_seeds_for_both_arms(report: EvalReport) -> None:
+    config = tiny_config(clips=CLIPS)
+    arms = {arm: [(c.prompt, c.seed) for c in report.clips if c.arm == arm] for arm in ("treatment", "control")}
+    assert arms["treatment"] == arms["control"]
+    prompts = config.evaluation.prompts
+    assert arms["treatment"] == [(prompts[i % len(prompts)], config.evaluation.seed + i) for i in range(CLIPS)]
+
+
+def test_every_clip_is_scored_and_its_audio_written(local_run: dict[str, str], report: EvalReport) -> None:
+    assert len(report.clips) == 2 * CLIPS
+    audio = {}
+    for clip in report.clips:
+        assert set(clip.components) == {"log_drum", "tempo", "shakers", "low_end", "keys"}
+        assert clip.authentic == (clip.score >= report.score_threshold)
+        samples, rate = soundfile.read(io.BytesIO(storage.read_bytes(f"{local_run['eval_uri']}/{clip.audio}")))
+        assert rate == 32000 and samples.shape == (32000,)  # clip_seconds of mono audio
+        audio[clip.audio] = samples
+    # treatment is the checkpoint, not the base model: same seed and prompt, different audio
+    assert not np.allclose(audio["clips/treatment-0000.wav"], audio["clips/control-0000.wav"])
+
+
+def test_statistics_follow_the_clips(report: EvalReport) -> None:
+    for arm, summary in (("treatment", report.treatment), ("control", report.control)):
+        clips = [c for c in report.clips if c.arm == arm]
+        authentic = sum(c.authentic for c in clips)
+        assert (summary.clips, summary.authentic) == (CLIPS, authentic)
+        assert (summary.wilson_low, summary.wilson_high) == pytest.approx(wilson_interval(authentic, CLIPS))
+        assert summary.mean_score == pytest.approx(np.mean([c.score for c in clips]))
+    t, c = report.treatment, report.control
+    assert report.comparison.difference == pytest.approx(t.rate - c.rate)
+    expected = fisher_exact([[t.authentic, t.clips - t.authentic], [c.authentic, c.clips - c.authentic]],
+                            alternative="greater").pvalue
+    assert report.comparison.p_value == pytest.approx(min(1.0, expected))
+    assert report.control.model == tiny_config().model.model_id
+
+
+def test_provenance_and_checkpoint_facts(local_run: dict[str, str], report: EvalReport) -> None:
+    assert (report.epoch, report.step, report.val_loss) == (CHECKPOINT_EPOCH, CHECKPOINT_STEP, CHECKPOINT_VAL_LOSS)
+    provenance = report.provenance
+    assert provenance.checkpoint_sha256 == local_run["checkpoint_sha"]
+    assert provenance.dataset_manifest_sha256 == local_run["dataset_sha"]
+    assert provenance.checkpoint_uri == f"{local_run['run_uri']}/checkpoints/step-{CHECKPOINT_STEP:09d}-end"
+    assert report.treatment.model == provenance.checkpoint_uri
+    manifest = storage.read_bytes(provenance.checkpoint_uri + "/manifest.json")
+    assert hashlib.sha256(manifest).hexdigest() == provenance.checkpoint_sha256
+    assert provenance.code_version
+
+
+def test_html_report_with_its_images_and_audio(local_run: dict[str, str], report: EvalReport) -> None:
+    html = storage.read_text(f"{local_run['eval_uri']}/{report.html_report}")
+    images = re.findall(r'<img src="([^"]+)"', html)
+    # score distributions, components, best and worst spectrograms, loss curves (the metrics exist)
+    assert len(images) == 5
+    for image in images:
+        assert storage.read_bytes(f"{local_run['eval_uri']}/{image}").startswith(b"\x89PNG")
+    for caption in ("Score distributions", "components", "Best clip", "Worst clip", "loss"):
+        assert caption in html
+    for clip in report.clips:
+        assert f'src="{clip.audio}"' in html
+    assert report.provenance.checkpoint_sha256 in html and report.provenance.dataset_manifest_sha256 in html
+
+
+def test_heartbeats_are_sent_while_evaluating(local_run: dict[str, str]) -> None:
+    metrics = RunLayout(local_run["root"], tiny_config().run_id).metrics_uri
+    kinds = [parse_metric_line(line).kind for uri in storage.list_uris(metrics) if "chunk-00000001" in uri
+             for line in storage.read_text(uri).splitlines()]
+    assert "heartbeat" in kinds
+
+
+def test_loss_curves_skip_bad_lines(local_run: dict[str, str]) -> None:
+    train, validation, bad = read_loss_curves(RunLayout(local_run["root"], tiny_config().run_id).metrics_uri)
+    assert [s for s, _ in train] == list(range(1, 13)) and [s for s, _ in validation] == [6, 12]
+    assert bad == 1
+
+
+def test_missing_checkpoint_or_dataset_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tiny_config(run_id="empty-run")
+    layout = RunLayout(tmp_path.as_uri(), config.run_id)
+    storage.write_text(layout.config_uri, config.model_dump_json())
+    run = {"config_uri": layout.config_uri, "run_uri": layout.run_uri, "dataset_uri": tmp_path.as_uri() + "/ds"}
+    assert _evaluate(run) == 65
+    assert "no dataset manifest" in capsys.readouterr().err
+    write_dataset(run["dataset_uri"], config)
+    assert _evaluate(run) == 65
+    assert "no verified checkpoint" in capsys.readouterr().err
+
+
+@pytest.fixture
+def s3() -> Iterator[None]:
+    with mock_aws():
+        storage.reset_clients()
+        boto3.client("s3").create_bucket(Bucket="aurax-data")
+        yield
+    storage.reset_clients()
+
+
+def test_end_to_end_on_s3(s3: None, tmp_path: Path) -> None:
+    config = tiny_config(run_id="s3-run", clips=1)
+    run = _prepare("s3://aurax-data", tmp_path, config)
+    assert _evaluate(run, point="final") == 0
+    out = RunLayout("s3://aurax-data", config.run_id).eval_uri("final")
+    report = EvalReport.model_validate_json(storage.read_text(out + "/report.json"))
+    assert report.point == "final" and len(report.clips) == 2
+    names = {uri.removeprefix(out + "/") for uri in storage.list_uris(out)}
+    assert {"report.json", "report.html", "clips/treatment-0000.wav", "clips/control-0000.wav"} <= names
+    assert sum(n.startswith("plots/") for n in names) == 4  # no metrics in this run: no loss curves

@@ -1,0 +1,250 @@
+"""The real state machine, deployed from template.yaml into moto, with the real Lambda handlers, on every path.
+
+Batch jobs are played by fakes that write what the real jobs would (an evaluation report, a checkpoint) and exit
+with the codes the real jobs use, so each path is decided by the same contract as on AWS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from aurax.local.moto_patches import SPOT_RECLAIM_REASON, BatchJobResult, BatchJobRun, patched_moto, MOTO_CONFIG
+from aurax.local.stack import LocalStack, deploy
+from aurax_contracts import (AbortReason, ArmSummary, CheckpointFile, CheckpointManifest, Comparison, EvalReport,
+                             JobExit, Provenance, RunConfig)
+from aurax_contracts.exit_codes import terminate_reason
+from moto import mock_aws
+
+from tests.infra.support import TEMPLATE
+
+REGION = "us-east-1"
+RUN_ID = "path-test"
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+SHA = "b" * 64
+
+JobBehaviour = Callable[[BatchJobRun], BatchJobResult]
+
+
+def _s3_put(uri: str, body: bytes) -> None:
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    boto3.client("s3", region_name=REGION).put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def _arm(n: int, authentic: int) -> ArmSummary:
+    rate = authentic / n
+    return ArmSummary(model="m", clips=n, authentic=authentic, rate=rate, wilson_low=max(0.0, rate - 0.1),
+                      wilson_high=min(1.0, rate + 0.1), mean_score=60.0)
+
+
+def fake_evaluate(treatment_authentic: int, val_loss: float = 2.5) -> JobBehaviour:
+    """Writes the EvalReport the evaluation job would, with the given treatment result out of 20 clips."""
+
+    def run(job: BatchJobRun) -> BatchJobResult:
+        point = job.parameters["point"]
+        report = EvalReport(
+            run_id=RUN_ID, point=point, epoch=1, step=10, score_threshold=80, clip_seconds=1, guidance_scale=3,
+            treatment=_arm(20, treatment_authentic), control=_arm(20, 2),
+            comparison=Comparison(difference=(treatment_authentic - 2) / 20, p_value=0.01), val_loss=val_loss,
+            provenance=Provenance(checkpoint_uri=f"{job.parameters['run_uri']}/checkpoints/step-000000010-end",
+                                  checkpoint_sha256=SHA, code_version="test", dataset_manifest_sha256=SHA),
+            clips=[], created_at=NOW)
+        _s3_put(f"{job.parameters['run_uri']}/eval/{point}/report.json", report.model_dump_json().encode())
+        return BatchJobResult(0)
+
+    return run
+
+
+def fake_train(job: BatchJobRun) -> BatchJobResult:
+    """Writes an epoch-end checkpoint the way the train job commits one: files, manifest, latest pointer."""
+    config = RunConfig(run_id=RUN_ID)
+    name = f"step-{int(job.parameters['until_epoch']) * 10:09d}-end"
+    base = f"{job.parameters['run_uri']}/checkpoints/{name}"
+    files = {"model.safetensors": b"weights", "trainer_state.pt": b"state", "run_config.json": b"{}"}
+    for file_name, body in files.items():
+        _s3_put(f"{base}/{file_name}", body)
+    manifest = CheckpointManifest(
+        run_id=RUN_ID, training_fingerprint=config.training_fingerprint(),
+        dataset_fingerprint=config.dataset_fingerprint(), model_id=config.model.model_id, finetune="full",
+        step=int(job.parameters["until_epoch"]) * 10, epoch=int(job.parameters["until_epoch"]), index_in_epoch=0,
+        epoch_complete=True, val_loss=2.5, trigger="epoch", code_version="test", created_at=NOW,
+        files={n: CheckpointFile(sha256=hashlib.sha256(b).hexdigest(), bytes=len(b)) for n, b in files.items()})
+    _s3_put(f"{base}/manifest.json", manifest.model_dump_json().encode())
+    _s3_put(f"{job.parameters['run_uri']}/checkpoints/latest", name.encode())
+    return BatchJobResult(0)
+
+
+def succeed(job: BatchJobRun) -> BatchJobResult:
+    return BatchJobResult(0)
+
+
+@dataclass
+class FakeJobs:
+    """Plays each Batch job by its command (`aurax job train ...` -> "train"); attempts are counted per job."""
+
+    behaviours: dict[str, JobBehaviour | list[JobBehaviour]]
+    runs: list[tuple[str, int]] = field(default_factory=list)
+
+    def __call__(self, job: BatchJobRun) -> BatchJobResult:
+        stage = job.command[2] if job.command[1] == "job" else job.command[1]
+        self.runs.append((stage, job.attempt))
+        behaviour = self.behaviours.get(stage, succeed)
+        if isinstance(behaviour, list):  # one behaviour per call, the last one repeating
+            calls = sum(1 for s, _ in self.runs if s == stage)
+            behaviour = behaviour[min(calls, len(behaviour)) - 1]
+        return behaviour(job)
+
+    def stages(self) -> list[str]:
+        return [stage for stage, _ in self.runs]
+
+
+@dataclass
+class Observed:
+    status: str
+    final_state: str
+    alerts: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    jobs: FakeJobs
+    stack: LocalStack
+
+
+def _drain(queue_url: str) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs", region_name=REGION)
+    bodies: list[dict[str, Any]] = []
+    while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in messages:
+            bodies.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return bodies
+
+
+@pytest.fixture
+def run_pipeline() -> Iterator[Callable[..., Observed]]:
+    with mock_aws(config=MOTO_CONFIG):
+        def run(jobs: FakeJobs, config_text: str | None = None) -> Observed:
+            with patched_moto(jobs):
+                stack = deploy(TEMPLATE)
+                sqs = boto3.client("sqs", region_name=REGION)
+                alerts_q = sqs.create_queue(QueueName="alerts")["QueueUrl"]
+                events_q = sqs.create_queue(QueueName="events")["QueueUrl"]
+                arn = lambda url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[  # noqa: E731
+                    "Attributes"]["QueueArn"]
+                boto3.client("sns", region_name=REGION).subscribe(
+                    TopicArn=stack.outputs["AlertTopicArn"], Protocol="sqs", Endpoint=arn(alerts_q))
+                events = boto3.client("events", region_name=REGION)
+                events.put_rule(Name="everything", EventBusName=stack.outputs["EventBusName"],
+                                EventPattern=json.dumps({"source": ["aurax.train-control"]}))
+                events.put_targets(Rule="everything", EventBusName=stack.outputs["EventBusName"],
+                                   Targets=[{"Id": "q", "Arn": arn(events_q)}])
+                config_uri = f"s3://{stack.bucket}/runs/{RUN_ID}/config.json"
+                text = config_text if config_text is not None else RunConfig(
+                    run_id=RUN_ID, training={"total_epochs": 2, "decision_epoch": 1}).model_dump_json()
+                _s3_put(config_uri, text.encode())
+                sfn = boto3.client("stepfunctions", region_name=REGION)
+                execution = sfn.start_execution(stateMachineArn=stack.state_machine_arn,
+                                                input=json.dumps({"run_id": RUN_ID, "config_uri": config_uri}))
+                deadline = time.monotonic() + 120
+                while (described := sfn.describe_execution(executionArn=execution["executionArn"]))[
+                        "status"] == "RUNNING":
+                    assert time.monotonic() < deadline, "execution did not finish"
+                    time.sleep(0.05)
+                history = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
+                entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+                return Observed(status=described["status"], final_state=entered[-1],
+                                alerts=_drain(alerts_q), events=[b for b in _drain(events_q)], jobs=jobs,
+                                stack=stack)
+
+        yield run
+
+
+def _detail_types(observed: Observed) -> list[str]:
+    return [event["detail-type"] for event in observed.events]
+
+
+def test_go_trains_to_the_end_and_promotes(run_pipeline: Callable[..., Observed]) -> None:
+    observed = run_pipeline(FakeJobs({"train": fake_train, "evaluate": fake_evaluate(treatment_authentic=12)}))
+    assert (observed.status, observed.final_state) == ("SUCCEEDED", "ModelPromoted")
+    assert observed.jobs.stages() == ["preflight", "prepare", "train", "evaluate", "train", "evaluate"]
+    assert _detail_types(observed).count("AURA-X Decision") == 2
+    assert "AURA-X Model Promoted" in _detail_types(observed)
+    s3 = boto3.client("s3", region_name=REGION)
+    promoted = s3.list_objects_v2(Bucket=observed.stack.bucket, Prefix=f"models/{RUN_ID}/")["Contents"]
+    assert any(item["Key"].endswith("model.safetensors") for item in promoted)
+
+
+def test_no_go_writes_the_abort_report_and_stops(run_pipeline: Callable[..., Observed]) -> None:
+    observed = run_pipeline(FakeJobs({"train": fake_train, "evaluate": fake_evaluate(treatment_authentic=3)}))
+    assert (observed.status, observed.final_state) == ("SUCCEEDED", "StoppedNoGo")
+    assert observed.jobs.stages() == ["preflight", "prepare", "train", "evaluate"]
+    decisions = [e["detail"]["decision"] for e in observed.events if e["detail-type"] == "AURA-X Decision"]
+    assert [d["outcome"] for d in decisions] == ["NO-GO"]
+    assert {c["name"]: c["passed"] for c in decisions[0]["criteria"]}["authenticity"] is False
+    aborted = [e["detail"] for e in observed.events if e["detail-type"] == "AURA-X Run Aborted"]
+    assert aborted and aborted[0]["reason"] == AbortReason.NO_GO
+    s3 = boto3.client("s3", region_name=REGION)
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=observed.stack.bucket, Prefix=f"runs/{RUN_ID}/reports/")[
+        "Contents"]}
+    assert {f"runs/{RUN_ID}/reports/abort.md", f"runs/{RUN_ID}/reports/abort.html"} <= keys
+
+
+def test_divergence_aborts(run_pipeline: Callable[..., Observed]) -> None:
+    observed = run_pipeline(FakeJobs({"train": lambda job: BatchJobResult(JobExit.DIVERGED)}))
+    assert (observed.status, observed.final_state) == ("FAILED", "AbortedDiverged")
+    assert observed.jobs.runs.count(("train", 1)) == 1 and ("train", 2) not in observed.jobs.runs  # never retried
+    assert "AURA-X Run Aborted" in _detail_types(observed)
+
+
+def test_budget_termination_aborts_without_retry(run_pipeline: Callable[..., Observed]) -> None:
+    # The cost ledger terminates the job with an `aurax:over-budget:` reason; the job's SIGTERM handler then
+    # exits 75, which Batch must not retry because our own terminations always exit.
+    stopped = BatchJobResult(JobExit.INTERRUPTED, terminate_reason(AbortReason.OVER_BUDGET, "spend 601 of 600"))
+    observed = run_pipeline(FakeJobs({"train": lambda job: stopped}))
+    assert (observed.status, observed.final_state) == ("FAILED", "AbortedOverBudget")
+    assert [s for s in observed.jobs.stages() if s == "train"] == ["train"]
+
+
+def test_idle_termination_aborts(run_pipeline: Callable[..., Observed]) -> None:
+    hung = BatchJobResult(None, terminate_reason(AbortReason.IDLE, "no heartbeat for 120 min"))
+    observed = run_pipeline(FakeJobs({"train": lambda job: hung}))
+    assert (observed.status, observed.final_state) == ("FAILED", "AbortedIdle")
+
+
+def test_spot_interruptions_are_retried_then_succeed(run_pipeline: Callable[..., Observed]) -> None:
+    reclaimed = BatchJobResult(None, SPOT_RECLAIM_REASON)
+    interrupted = BatchJobResult(JobExit.INTERRUPTED, "Essential container in task exited")
+    jobs = FakeJobs({"train": [lambda job: reclaimed, lambda job: interrupted, fake_train],
+                     "evaluate": fake_evaluate(treatment_authentic=12)})
+    observed = run_pipeline(jobs)
+    assert (observed.status, observed.final_state) == ("SUCCEEDED", "ModelPromoted")
+    assert [attempt for stage, attempt in jobs.runs if stage == "train"][:3] == [1, 2, 3]
+
+
+def test_exhausted_attempts_resubmit_the_training_job(run_pipeline: Callable[..., Observed]) -> None:
+    interrupted = BatchJobResult(JobExit.INTERRUPTED, "Essential container in task exited")
+    jobs = FakeJobs({"train": [*([lambda job: interrupted] * 10), fake_train],
+                     "evaluate": fake_evaluate(treatment_authentic=3)})
+    observed = run_pipeline(jobs)
+    assert observed.final_state == "StoppedNoGo"
+    train_attempts = [attempt for stage, attempt in jobs.runs if stage == "train"]
+    assert train_attempts == [*range(1, 11), 1]  # ten attempts, then a new submission resumes
+
+
+def test_bad_config_is_rejected_before_any_job(run_pipeline: Callable[..., Observed]) -> None:
+    observed = run_pipeline(FakeJobs({}), config_text=f"run_id: {RUN_ID}\ntraining: {{totl_epochs: 3}}\n")
+    assert (observed.status, observed.final_state) == ("FAILED", "RejectedBadConfig")
+    assert observed.jobs.runs == []
+    aborted = [e["detail"] for e in observed.events if e["detail-type"] == "AURA-X Run Aborted"]
+    assert aborted and aborted[0]["reason"] == AbortReason.BAD_CONFIG
+
+
+def test_preflight_failure_stops_before_training(run_pipeline: Callable[..., Observed]) -> None:
+    observed = run_pipeline(FakeJobs({"preflight": lambda job: BatchJobResult(JobExit.PREFLIGHT_FAILED)}))
+    assert (observed.status, observed.final_state) == ("FAILED", "AbortedPreflightFailed")
+    assert observed.jobs.stages() == ["preflight"]
