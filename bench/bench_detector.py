@@ -30,7 +30,8 @@ def _pin_to_one_core() -> str:
         return "not pinned (no sched_setaffinity)"
 
 
-def speed(analyse: Callable[[np.ndarray, int], object], audio: np.ndarray, repeats: int) -> tuple[float, float]:
+def speed(analyse: Callable[[np.ndarray, int], object], audio: np.ndarray,
+          repeats: int) -> tuple[float, float]:
     """Times real time over `repeats` runs after one warm-up: (by wall clock, by this process's CPU time).
 
     Single-threaded code pinned to one core: on an idle machine the two agree; on a shared one the CPU time is
@@ -61,11 +62,12 @@ def positive(rng: np.random.Generator, seconds: float) -> np.ndarray:
     if top > 145:
         degrees = (0,) * 6
     line = synth.log_drum_line(SR, seconds, bpm, rng, root_hz=root, decay_ms=float(rng.uniform(300, 600)),
-                               glide_semitones=float(rng.choice([0, 0, -5, -3, 3, 5, 7])), steps=_random_steps(rng),
-                               degrees=degrees)
+                               glide_semitones=float(rng.choice([0, 0, -5, -3, 3, 5, 7])),
+                               steps=_random_steps(rng), degrees=degrees)
     mix = line.copy()
     if rng.random() < 0.5:
-        mix += synth.pattern(SR, seconds, bpm, (0, 8), lambda: synth.kick(SR, rng), gain=float(rng.uniform(0.3, 0.7)))
+        mix += synth.pattern(SR, seconds, bpm, (0, 8), lambda: synth.kick(SR, rng),
+                             gain=float(rng.uniform(0.3, 0.7)))
         mix += synth.pattern(SR, seconds, bpm, tuple(range(16)), lambda: synth.shaker(SR, rng),
                              gain=float(rng.uniform(0.05, 0.2)), swing=float(rng.uniform(0, 0.2)))
         mix += float(rng.uniform(0.2, 0.5)) * synth.chord_track(SR, seconds, bpm, rng, every_beats=2)
@@ -81,7 +83,8 @@ def negative(rng: np.random.Generator, seconds: float) -> np.ndarray:
     if kind == 0:
         return synth.normalise(synth.pattern(SR, seconds, bpm, (0, 4, 8, 12), lambda: synth.kick(
             SR, rng, f_start=float(rng.uniform(120, 250)), f_end=float(rng.uniform(40, 65)),
-            sweep_ms=float(rng.uniform(20, 70)), decay_ms=float(rng.uniform(90, 200)), click=float(rng.uniform(0, 1)))))
+            sweep_ms=float(rng.uniform(20, 70)), decay_ms=float(rng.uniform(90, 200)),
+            click=float(rng.uniform(0, 1)))))
     if kind == 1:
         f0 = float(rng.uniform(38, 75))
         return synth.normalise(synth.pattern(SR, seconds, bpm, _random_steps(rng)[:2], lambda: synth.bass_808(
@@ -96,10 +99,12 @@ def negative(rng: np.random.Generator, seconds: float) -> np.ndarray:
         return synth.normalise(synth.pattern(SR, seconds, bpm, _random_steps(rng), lambda: synth.tone(
             SR, freq, 1.0, decay_ms=float(rng.uniform(300, 600)))))
     if kind == 5:
-        return synth.white_noise(SR, seconds, rng) if rng.random() < 0.5 else synth.pink_noise(SR, seconds, rng)
+        noise = synth.white_noise if rng.random() < 0.5 else synth.pink_noise
+        return noise(SR, seconds, rng)
     if kind == 6:
-        return synth.normalise(synth.pattern(SR, seconds, bpm, tuple(range(0, 16, int(rng.choice([1, 2])))),
-                                             lambda: synth.hihat(SR, rng, decay_ms=float(rng.uniform(25, 80)))))
+        steps = tuple(range(0, 16, int(rng.choice([1, 2]))))
+        return synth.normalise(synth.pattern(SR, seconds, bpm, steps, lambda: synth.hihat(
+            SR, rng, decay_ms=float(rng.uniform(25, 80)))))
     if kind == 7:
         return synth.normalise(synth.chord_track(SR, seconds, bpm, rng, every_beats=int(rng.integers(1, 3))))
     if kind == 8:
@@ -140,8 +145,8 @@ def main() -> None:
         for name, analyse, repeats in (("detector", detect, args.repeats),
                                        ("scorer (includes the detector)", score, max(3, args.repeats // 4))):
             wall, cpu = speed(analyse, audio, repeats)
-            print(f"{name}, {seconds:.0f} s clip: {cpu:,.0f}x real time by CPU time, {wall:,.0f}x by wall clock "
-                  f"(medians of {repeats})")
+            print(f"{name}, {seconds:.0f} s clip: {cpu:,.0f}x real time by CPU time, {wall:,.0f}x by wall "
+                  f"clock (medians of {repeats})")
     start = time.perf_counter()
     result = accuracy(args.clips, args.seed, args.seconds)
     print(f"accuracy on {result['clips']} labelled synthetic clips of {args.seconds:g} s (seed {args.seed}): "

@@ -50,7 +50,7 @@ def step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, labels: torch
     loss.backward()
     torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
     optimizer.step()
-    return float(loss)
+    return loss.item()
 
 
 def main() -> None:

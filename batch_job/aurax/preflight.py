@@ -28,7 +28,8 @@ from .errors import InputError
 
 IDLE_RULE_ENV = "AURAX_IDLE_RULE_NAME"
 ALERT_TOPIC_ENV = "AURAX_ALERT_TOPIC_ARN"
-DEFAULT_MIN_GPU_MEMORY_GIB = 12.0  # musicgen-small full fine-tune: ~6.7 GB of weights and optimizer + activations
+#: musicgen-small full fine-tune: ~6.7 GB of weights and optimizer state plus activations (T4: ~14.5 free).
+DEFAULT_MIN_GPU_MEMORY_GIB = 12.0
 FP16_MATMUL_SIZE = 1024
 FP16_MAX_RELATIVE_ERROR = 1e-2
 
@@ -75,8 +76,8 @@ def check_detector(analysis: AnalysisConfig) -> CheckResult:
     suite = run_validation_suite(analysis.detector)
     if suite.passed:
         return CheckResult("detector", "passed", suite.summary())
-    return CheckResult("detector", "failed", suite.summary() + "; fix the detector thresholds (--analysis-config) "
-                       "or the detector before training")
+    return CheckResult("detector", "failed", suite.summary() + "; fix the detector thresholds "
+                       "(--analysis-config) or the detector before training")
 
 
 def fp16_relative_error(device: Any) -> float:
@@ -91,16 +92,17 @@ def fp16_relative_error(device: Any) -> float:
     return float((((a.half() @ b.half()).float() - reference).norm() / reference.norm()).item())
 
 
-def judge_gpu(name: str, free_bytes: int, total_bytes: int, fp16_error: float, min_memory_gib: float) -> CheckResult:
+def judge_gpu(name: str, free_bytes: int, total_bytes: int, fp16_error: float,
+              min_memory_gib: float) -> CheckResult:
     problems = []
     if not fp16_error <= FP16_MAX_RELATIVE_ERROR:  # also catches NaN
-        problems.append(f"fp16 matmul is wrong (relative error {fp16_error:.2e} > {FP16_MAX_RELATIVE_ERROR:g}); "
-                        "the GPU or driver is faulty: use another instance")
+        problems.append(f"fp16 matmul is wrong (relative error {fp16_error:.2e} > "
+                        f"{FP16_MAX_RELATIVE_ERROR:g}); the GPU or driver is faulty: use another instance")
     if free_bytes / 2**30 < min_memory_gib:
         problems.append(f"only {free_bytes / 2**30:.1f} GiB of GPU memory free, need {min_memory_gib:g}; "
                         "use a larger GPU or stop what else runs on it")
-    detail = f"{name}: {free_bytes / 2**30:.1f}/{total_bytes / 2**30:.1f} GiB free, fp16 matmul relative error " \
-             f"{fp16_error:.1e}"
+    detail = (f"{name}: {free_bytes / 2**30:.1f}/{total_bytes / 2**30:.1f} GiB free, "
+              f"fp16 matmul relative error {fp16_error:.1e}")
     if problems:
         return CheckResult("gpu", "failed", detail + "; " + "; ".join(problems))
     return CheckResult("gpu", "passed", detail)
@@ -111,12 +113,14 @@ def check_gpu(require: bool, min_memory_gib: float) -> CheckResult:
 
     if not torch.cuda.is_available():
         if require:
-            return CheckResult("gpu", "failed", "no CUDA device is visible (torch.cuda.is_available() is False); "
-                               "run on a GPU instance with the CUDA image, or drop --require-gpu for a local run")
+            return CheckResult("gpu", "failed", "no CUDA device is visible (torch.cuda.is_available() is "
+                               "False); run on a GPU instance with the CUDA image, or drop --require-gpu "
+                               "for a local run")
         return CheckResult("gpu", "skipped", "no CUDA device and --require-gpu not given (local run)")
     device = torch.device("cuda:0")
     free, total = torch.cuda.mem_get_info(device)
-    return judge_gpu(torch.cuda.get_device_name(device), free, total, fp16_relative_error(device), min_memory_gib)
+    return judge_gpu(torch.cuda.get_device_name(device), free, total, fp16_relative_error(device),
+                     min_memory_gib)
 
 
 def load_config(uri: str) -> RunConfig:
@@ -140,7 +144,8 @@ def check_dataset(dataset_uri: str | None, config_uri: str | None) -> CheckResul
     if dataset_uri is None:
         return CheckResult("dataset", "skipped", "no --dataset-uri given")
     if not storage.exists(join(dataset_uri, MANIFEST_NAME)):
-        return CheckResult("dataset", "skipped", f"no manifest at {dataset_uri} yet; `aurax job prepare` builds it")
+        return CheckResult("dataset", "skipped",
+                           f"no manifest at {dataset_uri} yet; `aurax job prepare` builds it")
     try:
         manifest, digest = load_manifest(dataset_uri)
     except InputError as exc:
@@ -152,7 +157,8 @@ def check_dataset(dataset_uri: str | None, config_uri: str | None) -> CheckResul
     for split in ("train", "validation"):
         in_shards = sum(s.clips for s in manifest.shards if s.split == split)
         if in_shards != manifest.counts.get(split, 0):
-            problems.append(f"{split}: shards hold {in_shards} clips, the manifest counts {manifest.counts.get(split, 0)}")
+            problems.append(f"{split}: shards hold {in_shards} clips, the manifest counts "
+                            f"{manifest.counts.get(split, 0)}")
     if manifest.counts.get("train", 0) < 1:
         problems.append("the training split is empty")
     if config_uri is not None:
@@ -161,8 +167,8 @@ def check_dataset(dataset_uri: str | None, config_uri: str | None) -> CheckResul
         except (ContractError, storage.StorageError):
             expected = None  # reported by the config check
         if expected is not None and expected != manifest.fingerprint:
-            problems.append(f"built for another dataset selection (fingerprint {manifest.fingerprint[:12]}, this "
-                            f"config's is {expected[:12]})")
+            problems.append(f"built for another dataset selection (fingerprint {manifest.fingerprint[:12]}, "
+                            f"this config's is {expected[:12]})")
     counts = ", ".join(f"{k} {v}" for k, v in sorted(manifest.counts.items()))
     detail = f"{counts} clips in {len(manifest.shards)} shards, manifest sha256 {digest[:12]}"
     if problems:
@@ -189,8 +195,8 @@ def check_idle_rule(rule_name: str | None) -> CheckResult:
         return CheckResult("idle-rule", "failed", f"EventBridge rule {rule_name}: {code}; {fix}")
     state = rule.get("State", "UNKNOWN")
     if state != "ENABLED":
-        return CheckResult("idle-rule", "failed", f"EventBridge rule {rule_name} is {state}, so an idle job would "
-                           f"not be stopped; enable it: aws events enable-rule --name {rule_name}")
+        return CheckResult("idle-rule", "failed", f"EventBridge rule {rule_name} is {state}, so an idle job "
+                           f"would not be stopped; enable it: aws events enable-rule --name {rule_name}")
     return CheckResult("idle-rule", "passed", f"EventBridge rule {rule_name} is ENABLED "
                        f"({rule.get('ScheduleExpression') or 'event pattern'})")
 
@@ -207,8 +213,10 @@ def check_alert_topic(topic_arn: str | None) -> CheckResult:
         fix = "deploy the stack (template.yaml) that creates it" if code == "NotFound" else \
             "check the ARN and the job role's sns:GetTopicAttributes permission"
         return CheckResult("alert-topic", "failed", f"SNS topic {topic_arn}: {code}; {fix}")
-    return CheckResult("alert-topic", "passed", f"SNS topic {topic_arn} exists, "
-                       f"{attributes.get('SubscriptionsConfirmed', '0')} confirmed subscription(s)")
+    confirmed = int(attributes.get("SubscriptionsConfirmed", "0"))
+    note = "" if confirmed else " (alerts reach nobody until someone confirms a subscription)"
+    return CheckResult("alert-topic", "passed", f"SNS topic {topic_arn} exists, {confirmed} confirmed "
+                       f"subscription(s){note}")
 
 
 def run_preflight(*, config_uri: str | None, dataset_uri: str | None, require_gpu: bool,

@@ -9,7 +9,7 @@ import soundfile
 
 
 def write_audio(path: Path, samples: np.ndarray, sample_rate: int, channels: int = 1) -> Path:
-    """Write synthesised samples in the format named by the suffix (wav, flac, mp3, ogg), mono or multichannel."""
+    """Write samples in the format the suffix names (wav, flac, mp3, ogg), mono or several channels."""
     data = np.stack([samples] * channels, axis=1) if channels > 1 else samples
     soundfile.write(path, data, sample_rate)
     return path

@@ -52,7 +52,8 @@ def test_follows_pitch_glides() -> None:
 @pytest.mark.parametrize("name, make", [
     ("kick", lambda rng: synth.pattern(SR, 3.0, 120, (0, 4, 8, 12), lambda: synth.kick(SR, rng))),
     ("808", lambda rng: synth.pattern(SR, 4.0, 90, (0, 8), lambda: synth.bass_808(SR, 50.0, rng))),
-    ("sustained bass", lambda rng: synth.pattern(SR, 3.0, 112, (0, 8), lambda: synth.sustained_bass(SR, 65.0, 1.0))),
+    ("sustained bass",
+     lambda rng: synth.pattern(SR, 3.0, 112, (0, 8), lambda: synth.sustained_bass(SR, 65.0, 1.0))),
 ])
 def test_rejects_each_look_alike_for_the_right_reason(name: str, make: object) -> None:
     result = detect(synth.normalise(make(np.random.default_rng(2))), SR)  # type: ignore[operator]

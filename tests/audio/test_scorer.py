@@ -56,8 +56,8 @@ def test_house_at_124_gets_no_tempo_credit() -> None:
     assert result.components["tempo"] <= 0.1
 
 
-@pytest.mark.parametrize("bpm, expected", [(112.0, 1.0), (56.0, 1.0), (224.0, 1.0), (121.0, 0.5), (124.0, 0.0),
-                                           (105.0, 0.5), (90.0, 0.0)])
+@pytest.mark.parametrize("bpm, expected", [(112.0, 1.0), (56.0, 1.0), (224.0, 1.0), (121.0, 0.5),
+                                           (124.0, 0.0), (105.0, 0.5), (90.0, 0.0)])
 def test_tempo_component_handles_half_and_double_time(bpm: float, expected: float) -> None:
     assert tempo_component(bpm, ScoreConfig()) == pytest.approx(expected)
 
@@ -67,8 +67,8 @@ def test_components_are_weighted_by_the_config() -> None:
     default = score(audio, SR)
     assert set(default.components) == set(COMPONENTS)
     assert all(0.0 <= v <= 1.0 for v in default.components.values())
-    only_low_end = AnalysisConfig(score=ScoreConfig(weights=ScoreWeights(log_drum=0, tempo=0, shakers=0, low_end=1,
-                                                                         keys=0)))
+    weights = ScoreWeights(log_drum=0, tempo=0, shakers=0, low_end=1, keys=0)
+    only_low_end = AnalysisConfig(score=ScoreConfig(weights=weights))
     weighted = score(audio, SR, only_low_end)
     assert weighted.score == pytest.approx(100.0 * default.components["low_end"])
     expected = 100 * sum(w * default.components[k] for k, w in ScoreWeights().model_dump().items()) / 100.0

@@ -16,3 +16,11 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_instance_metadata() -> Iterator[None]:
+    """Off EC2: heartbeats carry no placement, without waiting for the metadata service to time out."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AURAX_IMDS_ENDPOINT", "off")
+        yield

@@ -28,7 +28,8 @@ def tiny_config(run_id: str = "eval-test", clips: int = 3, seconds: float = 1.0)
     })
 
 
-def write_dataset(dataset_uri: str, config: RunConfig, train_clips: int = 3, validation_clips: int = 1) -> str:
+def write_dataset(dataset_uri: str, config: RunConfig, train_clips: int = 3,
+                  validation_clips: int = 1) -> str:
     """A prepared dataset of random codes; returns the sha256 of its manifest."""
     rng = np.random.default_rng(0)
     shards = []
@@ -38,11 +39,12 @@ def write_dataset(dataset_uri: str, config: RunConfig, train_clips: int = 3, val
         data = encode_shard(clips)
         name = f"{split}-00000.npz"
         storage.write_bytes(join(dataset_uri, name), data)
-        shards.append(ShardInfo(name=name, split=split, clips=count, frames=50 * count,  # type: ignore[arg-type]
-                                sha256=hashlib.sha256(data).hexdigest(), bytes=len(data)))
+        shards.append(ShardInfo(name=name, split=split, clips=count,  # type: ignore[arg-type]
+                                frames=50 * count, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data)))
     manifest = DatasetManifest(
         fingerprint=config.dataset_fingerprint(), codec_model_id=config.model.model_id, sample_rate=32000,
-        frame_rate=50.0, num_codebooks=4, codebook_size=64, counts={"train": train_clips, "validation": validation_clips},
+        frame_rate=50.0, num_codebooks=4, codebook_size=64,
+        counts={"train": train_clips, "validation": validation_clips},
         skipped={}, total_seconds=float(train_clips + validation_clips), shards=shards,
         selection_report="selection.json", code_version="test", created_at=datetime.now(UTC))
     text = manifest_json(manifest)
@@ -68,7 +70,8 @@ def write_checkpoint(checkpoint_uri: str, config: RunConfig, work_dir: object) -
                 param.add_(0.5 * torch.randn(param.shape, generator=generator))
     store = CheckpointStore(checkpoint_uri, Path(str(work_dir)))
     saved = store.save(CheckpointContent(trainable_state(model), {"note": "fixture"}, config),
-                       Position(step=CHECKPOINT_STEP, epoch=CHECKPOINT_EPOCH, index_in_epoch=0, epoch_complete=True),
+                       Position(step=CHECKPOINT_STEP, epoch=CHECKPOINT_EPOCH, index_in_epoch=0,
+                                epoch_complete=True),
                        run_id=config.run_id, trigger="epoch", world_size=1, val_loss=CHECKPOINT_VAL_LOSS)
     return saved.manifest_sha256
 
@@ -76,9 +79,9 @@ def write_checkpoint(checkpoint_uri: str, config: RunConfig, work_dir: object) -
 def write_metrics(metrics_uri: str, run_id: str) -> None:
     """Training and validation losses, plus one corrupt line the report must skip."""
     now = datetime.now(UTC)
-    lines = [dump_metric_line(TrainStep(run_id=run_id, time=now, step=s, epoch=s // 6, loss=4.0 - 0.1 * s, lr=1e-4,
-                                        samples_per_s=10.0)) for s in range(1, 13)]
-    lines += [dump_metric_line(ValLoss(run_id=run_id, time=now, step=s, epoch=s // 6 - 1, val_loss=3.5 - 0.02 * s))
-              for s in (6, 12)]
+    lines = [dump_metric_line(TrainStep(run_id=run_id, time=now, step=s, epoch=s // 6, loss=4.0 - 0.1 * s,
+                                        lr=1e-4, samples_per_s=10.0)) for s in range(1, 13)]
+    lines += [dump_metric_line(ValLoss(run_id=run_id, time=now, step=s, epoch=s // 6 - 1,
+                                       val_loss=3.5 - 0.02 * s)) for s in (6, 12)]
     lines.insert(3, '{"kind": "train", "loss": "NaN"}\n')
     storage.write_text(join(metrics_uri, "attempt-0001/chunk-00000000.jsonl"), "".join(lines))

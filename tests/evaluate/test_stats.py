@@ -11,7 +11,8 @@ from aurax.evaluate.stats import fisher_greater, wilson_interval
 
 
 @pytest.mark.parametrize("successes, trials, low, high", [
-    # Newcombe (1998), Statistics in Medicine 17:857, Table I, method 3 (Wilson score, no continuity correction)
+    # Newcombe (1998), Statistics in Medicine 17:857, Table I, method 3 (Wilson score, no continuity
+    # correction)
     (81, 263, 0.2553, 0.3662),
     (15, 148, 0.0624, 0.1605),
     (0, 20, 0.0, 0.1611),
@@ -41,11 +42,13 @@ def test_wilson_without_trials_is_uninformative() -> None:
     assert wilson_interval(0, 0) == (0.0, 1.0)
 
 
-@pytest.mark.parametrize("table", [(8, 10, 1, 10), (3, 10, 3, 10), (0, 10, 10, 10), (40, 100, 15, 100), (1, 1, 0, 1)])
+@pytest.mark.parametrize("table", [(8, 10, 1, 10), (3, 10, 3, 10), (0, 10, 10, 10), (40, 100, 15, 100),
+                                   (1, 1, 0, 1)])
 def test_fisher_greater_matches_scipy_and_the_hypergeometric_tail(table: tuple[int, int, int, int]) -> None:
     t_k, t_n, c_k, c_n = table
     p = fisher_greater(t_k, t_n, c_k, c_n)
-    assert p == pytest.approx(fisher_exact([[t_k, t_n - t_k], [c_k, c_n - c_k]], alternative="greater").pvalue)
+    table_2x2 = [[t_k, t_n - t_k], [c_k, c_n - c_k]]
+    assert p == pytest.approx(fisher_exact(table_2x2, alternative="greater").pvalue)
     # P(X >= t_k) with X ~ treatment successes given the margins
     assert p == pytest.approx(min(1.0, hypergeom.sf(t_k - 1, t_n + c_n, t_k + c_k, t_n)), abs=1e-12)
     assert 0.0 <= p <= 1.0

@@ -6,14 +6,14 @@ import json
 from typing import Any
 
 import pytest
-import yaml
+from aurax.local.stack import load_template
 
-from tests.infra.support import ASL_FILES, TEMPLATE, CfnLoader
+from tests.infra.support import ASL_FILES, TEMPLATE
 
 
 @pytest.fixture(scope="session")
 def template() -> dict[str, Any]:
-    return yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)  # noqa: S506 - a SafeLoader subclass
+    return load_template(TEMPLATE)
 
 
 @pytest.fixture(scope="session")

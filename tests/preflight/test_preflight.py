@@ -53,7 +53,8 @@ def test_local_run_passes_with_skips_and_reasons(capsys: pytest.CaptureFixture[s
     assert "detector validation cases passed" in details["detector"]
 
 
-def test_broken_detector_threshold_fails_with_exit_78(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_broken_detector_threshold_fails_with_exit_78(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
     broken = tmp_path / "analysis.yaml"
     broken.write_text("detector:\n  f0_min_hz: 100\n")  # a drifted threshold that misses low log drums
     assert main(["preflight", "--json", "--analysis-config", str(broken)]) == 78
@@ -77,7 +78,8 @@ def test_require_gpu_without_gpu_fails(monkeypatch: pytest.MonkeyPatch, fast_det
 def test_config_check(tmp_path: Path, fast_detector: None) -> None:
     good = tmp_path / "run.yaml"
     good.write_text("run_id: good-run\n")
-    assert _status(run_preflight(config_uri=str(good), dataset_uri=None, require_gpu=False))["config"] == "passed"
+    report = run_preflight(config_uri=str(good), dataset_uri=None, require_gpu=False)
+    assert _status(report)["config"] == "passed"
     bad = tmp_path / "bad.yaml"
     bad.write_text("run_id: good-run\ntraining:\n  total_epoch: 3\n")
     report = run_preflight(config_uri=str(bad), dataset_uri=None, require_gpu=False)
@@ -118,7 +120,8 @@ def test_dataset_check(tmp_path: Path, fast_detector: None) -> None:
     assert check.status == "failed" and "corrupt" in check.detail
 
 
-def test_idle_rule_and_alert_topic_checks(aws: None, monkeypatch: pytest.MonkeyPatch, fast_detector: None) -> None:
+def test_idle_rule_and_alert_topic_checks(aws: None, monkeypatch: pytest.MonkeyPatch,
+                                          fast_detector: None) -> None:
     events = boto3.client("events")
     events.put_rule(Name="aurax-idle", ScheduleExpression="rate(5 minutes)", State="ENABLED")
     topic = boto3.client("sns").create_topic(Name="aurax-alerts")["TopicArn"]

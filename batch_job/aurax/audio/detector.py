@@ -129,7 +129,8 @@ def low_band_onsets(power: np.ndarray, config: DetectorConfig) -> np.ndarray:
     for t in peaks:  # find_peaks never returns the first or last frame: both slices are non-empty
         top = float(level[t:t + 6].max())
         rise = top - float(level[max(0, t - 6):t].min())
-        if rise >= config.min_onset_rise_db and top >= max(loudest - config.event_range_db, config.silence_dbfs):
+        quietest = max(loudest - config.event_range_db, config.silence_dbfs)
+        if rise >= config.min_onset_rise_db and top >= quietest:
             keep.append(t)
     return np.asarray(keep, dtype=int)
 
@@ -154,7 +155,7 @@ def _measure_one(power: np.ndarray, low: np.ndarray, onset: int, next_onset: int
                  config: DetectorConfig) -> Candidate | None:
     n_frames = power.shape[0]
     peak = onset + int(np.argmax(low[onset:max(onset + 1, min(onset + 8, next_onset))]))
-    # What sounded 20-60 ms before the onset: subtracted so that sustained sounds do not pull the measurements.
+    # What sounded 20-60 ms before the onset, subtracted so that sustained sounds do not pull the measures.
     background = power[max(0, onset - 6):onset - 2].mean(axis=0) if onset >= 3 else np.zeros(power.shape[1])
     body_end = max(peak + 3, min(peak + 8, next_onset - 2))
     body = np.maximum(power[peak + 2:body_end].mean(axis=0) - background, 0.0) if peak + 2 < n_frames \

@@ -4,8 +4,8 @@ The preflight validation suite (which gates every training run), the tests and t
 cases from here, so it lives in the product. Every generator is a pure function of its arguments and a
 `numpy.random.Generator`: the same seed gives the same samples.
 
-Sounds follow the published descriptions of the instruments (see docs/scoring.md): the Amapiano log drum is a
-pitched percussive bass (a short woody knock decaying into a near-pure tone, with optional pitch glide); a kick
+Sounds follow the published descriptions of the instruments (see docs/scoring.md): the Amapiano log drum is
+a pitched percussive bass (a short woody knock decaying into a near-pure tone, optionally gliding); a kick
 sweeps its pitch down fast, decays in < 200 ms and clicks; an 808 rings for over a second.
 """
 
@@ -32,7 +32,7 @@ def decay_envelope(t: np.ndarray, decay_ms: float, attack_ms: float = 3.0) -> np
 
 
 def _glide_phase(t: np.ndarray, sr: int, f_end: float, f_start: float, glide_ms: float) -> np.ndarray:
-    """Phase of a tone whose frequency moves exponentially from f_start to f_end (time constant glide_ms/3)."""
+    """Phase of a tone whose frequency moves exponentially from f_start to f_end; time constant glide_ms/3."""
     tau = max(glide_ms, 1e-3) / 1000.0 / 3.0
     freq = f_end * (f_start / f_end) ** np.exp(-t / tau)
     return 2 * np.pi * np.cumsum(freq) / sr
@@ -61,8 +61,8 @@ def log_drum(sr: int, f0: float, decay_ms: float, rng: np.random.Generator, glid
     return (body + overtone + knock_part).astype(np.float32)
 
 
-def kick(sr: int, rng: np.random.Generator, f_start: float = 160.0, f_end: float = 52.0, sweep_ms: float = 40.0,
-         decay_ms: float = 160.0, click: float = 0.6) -> Signal:
+def kick(sr: int, rng: np.random.Generator, f_start: float = 160.0, f_end: float = 52.0,
+         sweep_ms: float = 40.0, decay_ms: float = 160.0, click: float = 0.6) -> Signal:
     """Kick drum: fast downward pitch sweep, decay under 200 ms, broadband click."""
     t = _time(sr, decay_ms / 1000.0 * 1.6)
     body = np.sin(_glide_phase(t, sr, f_end, f_start, sweep_ms)) * decay_envelope(t, decay_ms, attack_ms=1.0)
@@ -71,12 +71,14 @@ def kick(sr: int, rng: np.random.Generator, f_start: float = 160.0, f_end: float
     return (body + click_part).astype(np.float32)
 
 
-def bass_808(sr: int, f0: float, rng: np.random.Generator, decay_ms: float = 1800.0, drive: float = 1.5) -> Signal:
+def bass_808(sr: int, f0: float, rng: np.random.Generator, decay_ms: float = 1800.0,
+             drive: float = 1.5) -> Signal:
     """Hip-hop 808: short pitch drop onto f0, long decay (> 1 s), soft saturation."""
     t = _time(sr, decay_ms / 1000.0 * 1.2)
     tone = np.sin(_glide_phase(t, sr, f0, f0 * 1.5, 30.0)) * decay_envelope(t, decay_ms, attack_ms=2.0)
     click_noise = _band_noise(rng, t.size, sr, 2000.0, 8000.0)
-    return (np.tanh(drive * tone) / np.tanh(drive) + 0.1 * click_noise * decay_envelope(t, 5.0, 0.2)).astype(np.float32)
+    saturated = np.tanh(drive * tone) / np.tanh(drive)
+    return (saturated + 0.1 * click_noise * decay_envelope(t, 5.0, 0.2)).astype(np.float32)
 
 
 def sustained_bass(sr: int, f0: float, seconds: float) -> Signal:
@@ -215,8 +217,8 @@ JAZZ_CHORDS = ((57, 60, 64, 67, 71), (53, 57, 60, 64), (55, 59, 62, 65, 69), (52
 
 
 def log_drum_line(sr: int, seconds: float, bpm: float, rng: np.random.Generator, root_hz: float = 65.0,
-                  decay_ms: float = 450.0, glide_semitones: float = 0.0, steps: Sequence[int] = LOG_DRUM_STEPS,
-                  degrees: Sequence[int] = LOG_DRUM_DEGREES) -> Signal:
+                  decay_ms: float = 450.0, glide_semitones: float = 0.0,
+                  steps: Sequence[int] = LOG_DRUM_STEPS, degrees: Sequence[int] = LOG_DRUM_DEGREES) -> Signal:
     """A log-drum bassline: notes on `steps` (sixteenths) of every bar, walking `degrees` above `root_hz`."""
     total = np.zeros(int(sr * seconds))
     sixteenth = 60.0 / bpm / 4
@@ -225,7 +227,8 @@ def log_drum_line(sr: int, seconds: float, bpm: float, rng: np.random.Generator,
         for i, step in enumerate(steps):
             f0 = root_hz * 2 ** (degrees[i % len(degrees)] / 12.0)
             glide = glide_semitones if i % 2 else 0.0
-            place(total, log_drum(sr, f0, decay_ms, rng, glide_semitones=glide), (bar * 16 + step) * sixteenth, sr)
+            note = log_drum(sr, f0, decay_ms, rng, glide_semitones=glide)
+            place(total, note, (bar * 16 + step) * sixteenth, sr)
         bar += 1
     return total.astype(np.float32)
 
@@ -269,8 +272,8 @@ def amapiano_groove(sr: int, seconds: float, rng: np.random.Generator, bpm: floa
     mix = 0.9 * log_drum_line(sr, seconds, bpm, rng, root_hz=root_hz, decay_ms=decay_ms,
                               glide_semitones=glide_semitones)
     mix += pattern(sr, seconds, bpm, (0, 8), lambda: kick(sr, rng), gain=0.55)
-    mix += pattern(sr, seconds, bpm, tuple(range(16)), lambda: shaker(sr, rng), gain=0.12, swing=0.12, jitter=0.003,
-                   rng=rng)
+    mix += pattern(sr, seconds, bpm, tuple(range(16)), lambda: shaker(sr, rng), gain=0.12, swing=0.12,
+                   jitter=0.003, rng=rng)
     mix += 0.45 * chord_track(sr, seconds, bpm, rng, every_beats=2)
     return normalise(mix)
 

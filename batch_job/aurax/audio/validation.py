@@ -2,8 +2,8 @@
 training is paid for (and by the tests). A detector whose thresholds have drifted fails it.
 
 Covers what a sub-bass detector gets wrong: silence, white and pink noise, stationary low tones, decaying
-tones outside 50-150 Hz, kick patterns, 808s, sustained bass, hi-hats and shakers, piano, other genres; and log
-drums across the pitch and decay range, with glides, inside full mixes and under noise, at several sample rates.
+tones outside 50-150 Hz, kick patterns, 808s, sustained bass, hi-hats and shakers, piano, other genres; and
+log drums across the pitch and decay range, with glides, in full mixes and under noise, at several rates.
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ def _negatives() -> list[ValidationCase]:
         ValidationCase("pink-noise", False, 44100, lambda rng: s.pink_noise(44100, SECONDS, rng)),
     ]
     for f in (40.0, 60.0, 100.0, 140.0):
-        cases.append(ValidationCase(f"stationary-tone-{f:.0f}hz", False, sr, lambda rng, f=f: s.tone(sr, f, SECONDS)))
+        cases.append(ValidationCase(f"stationary-tone-{f:.0f}hz", False, sr,
+                                    lambda rng, f=f: s.tone(sr, f, SECONDS)))
     for f in (32.0, 40.0, 180.0, 250.0, 400.0):
         cases.append(ValidationCase(
             f"decaying-tone-{f:.0f}hz", False, sr,
@@ -84,8 +85,9 @@ def _negatives() -> list[ValidationCase]:
         cases.append(ValidationCase(name, False, sr, lambda rng, kw=kwargs: s.normalise(
             s.pattern(sr, SECONDS, 120, (0, 4, 8, 12), lambda: s.kick(sr, rng, **kw)))))
     for f0, decay in ((45.0, 1200.0), (55.0, 2000.0), (70.0, 1500.0)):
-        cases.append(ValidationCase(f"808-{f0:.0f}hz-{decay:.0f}ms", False, sr, lambda rng, f0=f0, d=decay: s.normalise(
-            s.pattern(sr, SECONDS + 1, 90, (0, 10), lambda: s.bass_808(sr, f0, rng, decay_ms=d)))))
+        cases.append(ValidationCase(
+            f"808-{f0:.0f}hz-{decay:.0f}ms", False, sr, lambda rng, f0=f0, d=decay: s.normalise(
+                s.pattern(sr, SECONDS + 1, 90, (0, 10), lambda: s.bass_808(sr, f0, rng, decay_ms=d)))))
     for f0 in (55.0, 82.0, 110.0):
         cases.append(ValidationCase(f"sustained-bass-{f0:.0f}hz", False, sr, lambda rng, f0=f0: s.normalise(
             s.pattern(sr, SECONDS, 112, (0, 8), lambda: s.sustained_bass(sr, f0, 1.0)))))
@@ -97,8 +99,8 @@ def _negatives() -> list[ValidationCase]:
         ValidationCase("piano-chords", False, sr, lambda rng: s.normalise(
             s.chord_track(sr, SECONDS, 112, rng, every_beats=1))),
         ValidationCase("piano-bass-notes", False, sr, lambda rng: s.normalise(
-            s.pattern(sr, SECONDS, 112, (0, 3, 6, 10), lambda: s.piano_note(sr, s.midi_hz(33 + rng.integers(0, 12)),
-                                                                             rng, seconds=1.0)))),
+            s.pattern(sr, SECONDS, 112, (0, 3, 6, 10),
+                      lambda: s.piano_note(sr, s.midi_hz(33 + rng.integers(0, 12)), rng, seconds=1.0)))),
         ValidationCase("house-124bpm", False, sr, lambda rng: s.house_groove(sr, SECONDS + 1, rng)),
         ValidationCase("hiphop-808", False, 22050, lambda rng: s.hiphop_groove(22050, SECONDS + 1, rng)),
         ValidationCase("rock", False, 44100, lambda rng: s.rock_groove(44100, SECONDS + 1, rng)),
@@ -116,16 +118,19 @@ def _positives() -> list[ValidationCase]:
         for decay in (300.0, 450.0, 600.0):
             cases.append(ValidationCase(
                 f"log-drum-{root:.0f}hz-{decay:.0f}ms", True, sr,
-                lambda rng, r=root, d=decay: s.normalise(s.log_drum_line(sr, SECONDS, 112, rng, root_hz=r, decay_ms=d,
-                                                                         degrees=flat))))
+                lambda rng, r=root, d=decay: s.normalise(
+                    s.log_drum_line(sr, SECONDS, 112, rng, root_hz=r, decay_ms=d, degrees=flat))))
     for glide in (-7.0, -3.0, 4.0, 7.0):
-        cases.append(ValidationCase(f"log-drum-glide-{glide:+.0f}st", True, sr, lambda rng, g=glide: s.normalise(
-            s.log_drum_line(sr, SECONDS, 112, rng, root_hz=62.0, glide_semitones=g))))
+        cases.append(ValidationCase(
+            f"log-drum-glide-{glide:+.0f}st", True, sr, lambda rng, g=glide: s.normalise(
+                s.log_drum_line(sr, SECONDS, 112, rng, root_hz=62.0, glide_semitones=g))))
     cases.append(ValidationCase("log-drum-bassline-walk", True, 44100, lambda rng: s.normalise(
         s.log_drum_line(44100, SECONDS, 110, rng, root_hz=58.0))))
     for bpm, root, decay in ((108.0, 55.0, 400.0), (112.0, 62.0, 450.0), (116.0, 73.0, 550.0)):
-        cases.append(ValidationCase(f"amapiano-mix-{bpm:.0f}bpm", True, sr, lambda rng, b=bpm, r=root, d=decay:
-                                    s.amapiano_groove(sr, SECONDS + 1, rng, bpm=b, root_hz=r, decay_ms=d)))
+        cases.append(ValidationCase(
+            f"amapiano-mix-{bpm:.0f}bpm", True, sr,
+            lambda rng, b=bpm, r=root, d=decay: s.amapiano_groove(sr, SECONDS + 1, rng, bpm=b, root_hz=r,
+                                                                   decay_ms=d)))
     cases.append(ValidationCase("amapiano-mix-glides-48k", True, 48000, lambda rng: s.amapiano_groove(
         48000, SECONDS + 1, rng, glide_semitones=5.0)))
     for snr, colour in ((12.0, "white"), (6.0, "pink")):

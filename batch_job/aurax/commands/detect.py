@@ -11,14 +11,20 @@ ANALYSIS_CONFIG_HELP = ("thresholds file (YAML/JSON `{detector: ..., score: ...}
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "detect", help="detect Amapiano log drums in audio files",
-        description="Per file: whether it has log drums, a confidence, and each log-drum event (onset time, "
-                    "fundamental, -30 dB decay, roll-off). Any sample rate; mono or stereo; wav, flac, mp3, ogg.",
-        epilog="exit codes: 0 every file analysed, 65 a file was unreadable, empty or too short (the others are "
-               "still reported), 64 bad thresholds file")
+        description="Per file: whether it has log drums, a confidence, and each log-drum event (onset "
+                    "time, fundamental, -30 dB decay, roll-off). Any sample rate; mono or stereo; wav, flac, "
+                    "mp3, ogg. See docs/scoring.md.",
+        epilog="exit codes: 0 every file analysed, 65 a file was unreadable, empty or too short (the others "
+               "are still reported), 64 bad thresholds file")
+    add_audio_file_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_audio_file_arguments(parser: argparse.ArgumentParser) -> None:
+    """FILE..., --json and --config: what `detect` and `score` both take."""
     parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (paths, file:// or s3:// URIs)")
     parser.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
     parser.add_argument("--config", metavar="URI", help=ANALYSIS_CONFIG_HELP)
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""`aurax job evaluate`: score the checkpoint under test against the base model (report.json + report.html)."""
+"""`aurax job evaluate`: the checkpoint under test against the base model (report.json, report.html)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,21 @@ GROUP = "job"
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate", help="generate with the checkpoint and the base model, score, compare, write the report",
-        description="Treatment: the newest verified checkpoint under --checkpoint-uri; control: the untouched "
-                    "base model. Same prompts and seeds for both (config.evaluation). Writes report.json "
-                    "(EvalReport), report.html with its plots, and the clips under {run-uri}/eval/{point}/.",
-        epilog="exit codes: 0 report written, 64 bad config, 65 dataset manifest or checkpoint missing/corrupt")
+        description="Treatment: the newest verified checkpoint under --checkpoint-uri; control: the "
+                    "untouched base model. Same prompts and seeds for both (config.evaluation). Writes "
+                    "report.json (EvalReport), report.html with its plots, and the clips under "
+                    "{run-uri}/eval/{point}/.",
+        epilog="exit codes: 0 report written, 64 bad config, 65 dataset manifest or checkpoint missing or "
+               "corrupt")
     parser.add_argument("--config", required=True, metavar="URI", help="run config (YAML/JSON)")
-    parser.add_argument("--run-uri", required=True, metavar="URI", help="the run's root ({bucket}/runs/{run_id})")
-    parser.add_argument("--dataset-uri", required=True, metavar="URI", help="prepared dataset root (provenance)")
-    parser.add_argument("--point", required=True, choices=("decision", "final"), help="which evaluation this is")
-    parser.add_argument("--checkpoint-uri", metavar="URI", help="checkpoints root (default {run-uri}/checkpoints)")
+    parser.add_argument("--run-uri", required=True, metavar="URI",
+                        help="the run's root ({bucket}/runs/{run_id})")
+    parser.add_argument("--dataset-uri", required=True, metavar="URI",
+                        help="prepared dataset root (its manifest hash is provenance)")
+    parser.add_argument("--point", required=True, choices=("decision", "final"),
+                        help="which evaluation this is")
+    parser.add_argument("--checkpoint-uri", metavar="URI",
+                        help="checkpoints root (default {run-uri}/checkpoints)")
     parser.add_argument("--analysis-config", metavar="URI", help=ANALYSIS_CONFIG_HELP)
     parser.set_defaults(handler=run)
 

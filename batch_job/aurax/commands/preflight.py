@@ -11,10 +11,11 @@ from .detect import ANALYSIS_CONFIG_HELP
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "preflight", help="check detector, GPU, config, dataset, idle rule and alert topic before training",
-        description="Runs the log-drum detector validation suite, checks the GPU (with --require-gpu), the run "
-                    "config, the dataset manifest (when --dataset-uri has one), and that the idle-shutdown rule "
-                    "(env AURAX_IDLE_RULE_NAME) is enabled and the alert topic (env AURAX_ALERT_TOPIC_ARN) exists; "
-                    "a check whose input is not given is skipped with its reason.",
+        description="Runs the log-drum detector validation suite, checks the GPU (with --require-gpu), "
+                    "the run config, the dataset manifest (when --dataset-uri has one), and that the "
+                    "idle-shutdown rule (env AURAX_IDLE_RULE_NAME) is enabled and the alert topic (env "
+                    "AURAX_ALERT_TOPIC_ARN) exists; a check whose input is not given is skipped with its "
+                    "reason.",
         epilog="exit codes: 0 every check passed or was skipped, 78 a check failed (the report lists all)")
     parser.add_argument("--config", metavar="URI", help="run config (YAML/JSON) to validate")
     parser.add_argument("--dataset-uri", metavar="URI", help="prepared dataset root (s3://... or a folder)")

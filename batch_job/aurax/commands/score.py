@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from .detect import ANALYSIS_CONFIG_HELP
+from .detect import add_audio_file_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "score", help="AURA-X cultural score (0-100) of audio files",
         description="Per file: the AURA-X score, whether it counts as authentic (score >= the threshold, "
-                    "default 80) and its components (log drums, tempo, shakers, low end, keys; docs/scoring.md).",
-        epilog="exit codes: 0 every file scored, 65 a file was unreadable, empty or too short (the others are "
-               "still reported), 64 bad thresholds file")
-    parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (paths, file:// or s3:// URIs)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
-    parser.add_argument("--config", metavar="URI", help=ANALYSIS_CONFIG_HELP)
+                    "default 80) and its components (log drums, tempo, shakers, low end, keys; "
+                    "docs/scoring.md).",
+        epilog="exit codes: 0 every file scored, 65 a file was unreadable, empty or too short (the others "
+               "are still reported), 64 bad thresholds file")
+    add_audio_file_arguments(parser)
     parser.set_defaults(handler=run)
 
 

@@ -26,7 +26,8 @@ class ClipSpec:
 def clip_specs(evaluation: EvaluationConfig) -> list[ClipSpec]:
     """`clips_per_model` clips: prompts cycled, seed = evaluation.seed + clip index."""
     prompts = evaluation.prompts
-    return [ClipSpec(i, prompts[i % len(prompts)], evaluation.seed + i) for i in range(evaluation.clips_per_model)]
+    return [ClipSpec(i, prompts[i % len(prompts)], evaluation.seed + i)
+            for i in range(evaluation.clips_per_model)]
 
 
 def generate_clip(model: MusicgenForConditionalGeneration, tokenizer: PreTrainedTokenizerBase, spec: ClipSpec,
@@ -39,7 +40,8 @@ def generate_clip(model: MusicgenForConditionalGeneration, tokenizer: PreTrained
     inputs = tokenizer([spec.prompt], return_tensors="pt", padding=True).to(device)
     torch.manual_seed(spec.seed)
     with torch.inference_mode():
-        audio = model.generate(**inputs, do_sample=True, guidance_scale=guidance_scale, max_new_tokens=new_tokens)
+        audio = model.generate(**inputs, do_sample=True, guidance_scale=guidance_scale,
+                               max_new_tokens=new_tokens)
     samples = audio[0].float().mean(dim=0).cpu().numpy()[: int(round(seconds * codec.sample_rate))]
     if not np.all(np.isfinite(samples)):
         log.warning("clip %d (seed %d) has non-finite samples; they are zeroed (a known MusicGen guidance "

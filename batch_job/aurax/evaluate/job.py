@@ -108,10 +108,15 @@ class _Heartbeats:
     """Heartbeats while generating, so the monitor does not take a long evaluation for an idle job."""
 
     def __init__(self, run_uri: str, run_id: str, manifest: CheckpointManifest) -> None:
+        from ..train.interrupts import ImdsClient, read_placement
+
         attempt = int(os.environ.get("AWS_BATCH_JOB_ATTEMPT") or 1)
+        placement = read_placement(ImdsClient.from_env())  # instance type and AZ price the GPU time
         self.sink = MetricsSink(join(run_uri, METRICS_DIR), attempt)
         self.record = dict(run_id=run_id, attempt=attempt, step=manifest.step, epoch=manifest.epoch,
-                           phase="evaluate", batch_job_id=os.environ.get("AWS_BATCH_JOB_ID"))
+                           phase="evaluate", instance_type=placement.instance_type,
+                           availability_zone=placement.availability_zone,
+                           batch_job_id=os.environ.get("AWS_BATCH_JOB_ID"))
 
     def __enter__(self) -> _Heartbeats:
         self.beat()
@@ -126,8 +131,8 @@ class _Heartbeats:
         self.sink.close()
 
 
-def _generate_arm(arm: str, model: MusicgenForConditionalGeneration, config: RunConfig, analysis: AnalysisConfig,
-                  out_uri: str, device: torch.device) -> list[GeneratedClip]:
+def _generate_arm(arm: str, model: MusicgenForConditionalGeneration, config: RunConfig,
+                  analysis: AnalysisConfig, out_uri: str, device: torch.device) -> list[GeneratedClip]:
     evaluation = config.evaluation
     tokenizer = load_tokenizer(config.model.model_id)
     model.to(device)
@@ -139,13 +144,14 @@ def _generate_arm(arm: str, model: MusicgenForConditionalGeneration, config: Run
         name = f"clips/{arm}-{spec.index:04d}.wav"
         storage.write_bytes(join(out_uri, name), encode_wav(samples, sample_rate), "audio/wav")
         clips.append(GeneratedClip(arm, spec, samples, sample_rate, result, name))
-        log.info("%s clip %d/%d (seed %d): score %.1f", arm, spec.index + 1, evaluation.clips_per_model, spec.seed,
-                 result.score)
+        log.info("%s clip %d/%d (seed %d): score %.1f", arm, spec.index + 1, evaluation.clips_per_model,
+                 spec.seed, result.score)
     model.to("cpu")
     return clips
 
 
-def _write_figures(out_uri: str, clips: list[GeneratedClip], threshold: float, run_uri: str) -> dict[str, str]:
+def _write_figures(out_uri: str, clips: list[GeneratedClip], threshold: float,
+                   run_uri: str) -> dict[str, str]:
     """Render and write the plots; returns caption -> path relative to the report."""
     figures: list[tuple[str, str, bytes]] = []
     by_arm = {arm: [c for c in clips if c.arm == arm] for arm in ARMS}
@@ -155,11 +161,11 @@ def _write_figures(out_uri: str, clips: list[GeneratedClip], threshold: float, r
         {arm: {n: float(np.mean([c.result.components[n] for c in group])) for n in COMPONENTS}
          for arm, group in by_arm.items() if group})))
     ranked = sorted(clips, key=lambda c: c.result.score)
-    for name, label, clip in (("spectrogram-best", "Best clip", ranked[-1]), ("spectrogram-worst", "Worst clip",
-                                                                              ranked[0])):
+    for name, label, clip in (("spectrogram-best", "Best clip", ranked[-1]),
+                              ("spectrogram-worst", "Worst clip", ranked[0])):
         title = f"{label}: {clip.arm} #{clip.spec.index} (score {clip.result.score:.1f})"
-        figures.append((name, title, plots.spectrogram(plots.LabelledClip(title, clip.samples, clip.sample_rate,
-                                                                          clip.result.detection.events))))
+        labelled = plots.LabelledClip(title, clip.samples, clip.sample_rate, clip.result.detection.events)
+        figures.append((name, title, plots.spectrogram(labelled)))
     train, validation, bad = read_loss_curves(join(run_uri, METRICS_DIR))
     if bad:
         log.warning("skipped %d unreadable metric line(s) under %s", bad, join(run_uri, METRICS_DIR))
@@ -184,8 +190,8 @@ def run_evaluation(config: RunConfig, *, run_uri: str, dataset_uri: str, point: 
     _, dataset_sha256 = load_manifest(dataset_uri)  # InputError (exit 65) when the dataset is missing
     treatment_model, manifest, manifest_sha256 = load_treatment(checkpoint_uri, config)
     treatment_uri = checkpoint_dir_uri(checkpoint_uri, manifest)
-    log.info("evaluating %s (epoch %d, step %d) against %s on %d clips each, %s", treatment_uri, manifest.epoch,
-             manifest.step, config.model.model_id, config.evaluation.clips_per_model, device)
+    log.info("evaluating %s (epoch %d, step %d) against %s on %d clips each, %s", treatment_uri,
+             manifest.epoch, manifest.step, config.model.model_id, config.evaluation.clips_per_model, device)
     with _Heartbeats(run_uri, config.run_id, manifest):
         clips = _generate_arm("treatment", treatment_model, config, analysis, out_uri, device)
         del treatment_model  # one model in memory at a time
@@ -204,15 +210,17 @@ def run_evaluation(config: RunConfig, *, run_uri: str, dataset_uri: str, point: 
         comparison=comparison, val_loss=manifest.val_loss,
         provenance=Provenance(checkpoint_uri=treatment_uri, checkpoint_sha256=manifest_sha256,
                               code_version=code_version(), dataset_manifest_sha256=dataset_sha256),
-        clips=[ClipScore(arm=c.arm, prompt=c.spec.prompt, seed=c.spec.seed, audio=c.audio_name,  # type: ignore[arg-type]
-                         score=c.result.score, authentic=c.result.authentic,
+        clips=[ClipScore(arm=c.arm, prompt=c.spec.prompt, seed=c.spec.seed,  # type: ignore[arg-type]
+                         audio=c.audio_name, score=c.result.score, authentic=c.result.authentic,
                          components=c.result.components, log_drum_events=len(c.result.detection.events))
                for c in clips],
         created_at=datetime.now(UTC))
     images = _write_figures(out_uri, clips, config.evaluation.score_threshold, run_uri)
-    storage.write_text(join(out_uri, report.html_report), render_report(report, images), "text/html; charset=utf-8")
+    storage.write_text(join(out_uri, report.html_report), render_report(report, images),
+                       "text/html; charset=utf-8")
     storage.write_text(join(out_uri, "report.json"), report.model_dump_json(indent=2), "application/json")
     log.info("treatment %.1f%% [%.1f%%, %.1f%%] vs control %.1f%% [%.1f%%, %.1f%%], p = %.4g; report at %s",
-             100 * treatment.rate, 100 * treatment.wilson_low, 100 * treatment.wilson_high, 100 * control.rate,
-             100 * control.wilson_low, 100 * control.wilson_high, comparison.p_value, out_uri)
+             100 * treatment.rate, 100 * treatment.wilson_low, 100 * treatment.wilson_high,
+             100 * control.rate, 100 * control.wilson_low, 100 * control.wilson_high, comparison.p_value,
+             out_uri)
     return report

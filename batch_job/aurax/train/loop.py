@@ -91,15 +91,30 @@ class Trainer:
             self.sink.flush()
 
     # ---- setup ---------------------------------------------------------------------------------------
-    def _load_data(self) -> tuple[list[Clip], list[Clip], DatasetManifest]:
+    def _load_split(self, split: str) -> tuple[list[Clip], DatasetManifest]:
+        """One split through the local shard cache. Rank 0 fills the cache before the other ranks read it.
+        A cached shard cut short by a kill fails its hash and is deleted by `load_split`; the one retry then
+        reads the source again, so such a kill costs a download, not the run."""
         cache = self.options.work_dir / "dataset-cache"
-        train, manifest = load_split(self.options.dataset_uri, "train", cache)
+        if not self.ctx.is_main:
+            self.ctx.broadcast(None)
+        try:
+            loaded = load_split(self.options.dataset_uri, split, cache)
+        except InputError as exc:
+            log.warning("%s; reading the dataset again without the cache", exc)
+            loaded = load_split(self.options.dataset_uri, split, None)
+        if self.ctx.is_main:
+            self.ctx.broadcast(None)
+        return loaded
+
+    def _load_data(self) -> tuple[list[Clip], list[Clip], DatasetManifest]:
+        train, manifest = self._load_split("train")
         if manifest.fingerprint != self.config.dataset_fingerprint():
             raise InputError(f"the dataset at {self.options.dataset_uri} was prepared for another config "
                              f"(fingerprint {manifest.fingerprint[:12]}, this config needs "
                              f"{self.config.dataset_fingerprint()[:12]}); fix: run `aurax job prepare` with this "
                              "config, or pass the --dataset-uri it wrote")
-        validation, _ = load_split(self.options.dataset_uri, "validation", cache)
+        validation, _ = self._load_split("validation")
         if not train:
             raise InputError(f"the dataset at {self.options.dataset_uri} has no training clips; "
                              "re-run `aurax job prepare`")
