@@ -21,12 +21,17 @@ import time
 from pathlib import Path
 
 import torch
-from aurax_contracts import RunConfig
-from transformers import EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, MusicgenForConditionalGeneration, T5Config
-
 from aurax.train.checkpoint import CheckpointContent, CheckpointStore, Position, capture_rng
 from aurax.train.schedule import cosine_with_warmup
 from aurax.train.trainable import load_trainable_state, make_trainable, trainable_state
+from aurax_contracts import RunConfig
+from transformers import (
+    EncodecConfig,
+    MusicgenConfig,
+    MusicgenDecoderConfig,
+    MusicgenForConditionalGeneration,
+    T5Config,
+)
 
 
 def musicgen_small_config() -> MusicgenConfig:

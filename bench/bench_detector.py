@@ -1,6 +1,7 @@
 """Benchmark of the log-drum detector and the AURA-X scorer: speed (times real time, one core) and accuracy
-(precision, recall, F1) on a labelled synthetic set drawn with other seeds and parameters than the tests and
-the preflight validation suite (random pitches, decays, tempi, patterns, gains and noise levels).
+(precision, recall, F1; for the scorer, of its authentic verdict) on labelled synthetic sets drawn with other
+seeds and parameters than the tests and the preflight validation suite (random pitches, decays, tempi,
+patterns, gains and noise levels).
 
     .venv/bin/python bench/bench_detector.py [--clips 200] [--seed 2026]
 """
@@ -115,20 +116,59 @@ def negative(rng: np.random.Generator, seconds: float) -> np.ndarray:
 
 def accuracy(clips: int, seed: int, seconds: float) -> dict[str, float]:
     rng = np.random.default_rng(seed)
-    tp = fp = fn = tn = 0
+    verdicts = []
     for i in range(clips):
         truth = i % 2 == 0
         audio = positive(rng, seconds) if truth else negative(rng, seconds)
-        found = detect(audio, SR).log_drum
-        tp += truth and found
-        fn += truth and not found
-        fp += found and not truth
-        tn += not truth and not found
+        verdicts.append((truth, detect(audio, SR).log_drum))
+    return _f1(verdicts)
+
+
+def groove_positive(rng: np.random.Generator, seconds: float) -> np.ndarray:
+    """A full Amapiano-style mix: what the scorer must call authentic."""
+    return synth.amapiano_groove(SR, seconds, rng, bpm=float(rng.uniform(108, 118)),
+                                 root_hz=float(rng.uniform(52, 80)), decay_ms=float(rng.uniform(320, 580)),
+                                 glide_semitones=float(rng.choice([0, 0, -3, 3, 5])))
+
+
+def groove_negative(rng: np.random.Generator, seconds: float) -> np.ndarray:
+    """Other genres and look-alike parts: what it must not."""
+    kind = int(rng.integers(0, 6))
+    if kind == 0:
+        return synth.house_groove(SR, seconds, rng, bpm=float(rng.uniform(120, 128)))
+    if kind == 1:
+        return synth.hiphop_groove(SR, seconds, rng, bpm=float(rng.uniform(80, 95)))
+    if kind == 2:
+        return synth.rock_groove(SR, seconds, rng, bpm=float(rng.uniform(110, 150)))
+    if kind == 3:
+        return synth.ambient_pads(SR, seconds, rng)
+    if kind == 4:  # a log-drum line at the right tempo without the rest of the groove
+        return synth.normalise(synth.log_drum_line(SR, seconds, float(rng.uniform(108, 118)), rng,
+                                                   root_hz=float(rng.uniform(52, 80))))
+    return negative(rng, seconds)
+
+
+def _f1(verdicts: list[tuple[bool, bool]]) -> dict[str, float]:
+    """(truth, found) pairs -> counts, precision, recall and F1."""
+    tp = sum(t and f for t, f in verdicts)
+    fp = sum(f and not t for t, f in verdicts)
+    fn = sum(t and not f for t, f in verdicts)
+    tn = len(verdicts) - tp - fp - fn
     precision = tp / (tp + fp) if tp + fp else 1.0
     recall = tp / (tp + fn) if tp + fn else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"clips": clips, "tp": tp, "fp": fp, "fn": fn, "tn": tn, "precision": precision, "recall": recall,
-            "f1": f1}
+    return {"clips": len(verdicts), "tp": tp, "fp": fp, "fn": fn, "tn": tn, "precision": precision,
+            "recall": recall, "f1": f1}
+
+
+def scorer_accuracy(clips: int, seed: int, seconds: float) -> dict[str, float]:
+    rng = np.random.default_rng(seed + 1)
+    verdicts = []
+    for i in range(clips):
+        truth = i % 2 == 0
+        audio = groove_positive(rng, seconds) if truth else groove_negative(rng, seconds)
+        verdicts.append((truth, score(audio, SR).authentic))
+    return _f1(verdicts)
 
 
 def main() -> None:
@@ -153,6 +193,13 @@ def main() -> None:
           f"precision {result['precision']:.3f}, recall {result['recall']:.3f}, F1 {result['f1']:.3f} "
           f"(tp {result['tp']}, fp {result['fp']}, fn {result['fn']}, tn {result['tn']}); "
           f"{time.perf_counter() - start:.0f} s")
+    start = time.perf_counter()
+    clips = max(2, args.clips // 4)
+    result = scorer_accuracy(clips, args.seed, 8.0)
+    print(f"scorer 'authentic' verdict on {clips} clips of 8 s (Amapiano-style mixes vs other genres and a bare "
+          f"log-drum line; seed {args.seed + 1}): precision {result['precision']:.3f}, recall "
+          f"{result['recall']:.3f}, F1 {result['f1']:.3f} (tp {result['tp']}, fp {result['fp']}, fn {result['fn']}, "
+          f"tn {result['tn']}); {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

@@ -77,8 +77,9 @@ def cold_import(app: Path, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
-def tree_size(paths: list[Path]) -> tuple[int, int]:
-    """(bytes on disk, bytes zipped) of the files under paths, without caches."""
+def tree_size(paths: list[Path], root: Path | None = None) -> tuple[int, int]:
+    """(bytes on disk, bytes zipped) of the files under paths, without caches; archive names are relative to
+    `root` (default: each path's parent), as they would lie in the artefact."""
     raw = 0
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -88,7 +89,7 @@ def tree_size(paths: list[Path]) -> tuple[int, int]:
                 if "__pycache__" in path.parts or path.suffix == ".pyc":
                     continue
                 raw += path.stat().st_size
-                archive.write(path, path.relative_to(base.parent if base.is_dir() else base.parent))
+                archive.write(path, path.relative_to(root or base.parent))
     return raw, len(buffer.getvalue())
 
 
@@ -105,11 +106,12 @@ def layer_dependencies(use_pip: bool) -> tuple[str, int, int]:
             print(f"pip install failed ({result.stderr.strip().splitlines()[-1:]}); measuring installed files",
                   file=sys.stderr)
     files: list[Path] = []
+    site = Path(distribution("pydantic").locate_file(""))
     for name in ("pydantic", "pydantic-core", "annotated-types", "typing-extensions", "typing-inspection", "PyYAML",
                  "aws-lambda-powertools", "jmespath"):
         dist = distribution(name)
         files += [Path(dist.locate_file(f)) for f in dist.files or [] if not str(f).endswith(".pyc")]
-    return "installed distributions", *tree_size([f for f in files if f.is_file()])
+    return "installed distributions", *tree_size([f for f in files if f.is_file()], root=site)
 
 
 def main() -> None:

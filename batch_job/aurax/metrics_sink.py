@@ -61,7 +61,11 @@ class MetricsSink:
             if not self._buffer or (not force and time.monotonic() - self._last_flush < self.flush_seconds):
                 return
             uri = join(self.metrics_uri, metrics_chunk_name(self.attempt, self._sequence))
-            storage.write_text(uri, "".join(self._buffer), "application/x-ndjson")
+            try:
+                storage.write_text(uri, "".join(self._buffer), "application/x-ndjson")
+            except storage.StorageError as exc:  # metrics must never stop the job: keep them for the next try
+                log.warning("metrics not written (%s); %d records kept for the next flush", exc, len(self._buffer))
+                return
             self._buffer.clear()
             self._sequence += 1
             self._last_flush = time.monotonic()

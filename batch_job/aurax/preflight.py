@@ -138,7 +138,18 @@ def check_config(uri: str | None) -> CheckResult:
                        f"({config.model.finetune}), {config.training.total_epochs} epochs")
 
 
+def _config_or_none(uri: str | None) -> RunConfig | None:
+    """The run config, or None when none is given or it is invalid (the config check reports that)."""
+    if uri is None:
+        return None
+    try:
+        return load_config(uri)
+    except (ContractError, storage.StorageError):
+        return None
+
+
 def check_dataset(dataset_uri: str | None, config_uri: str | None) -> CheckResult:
+    from .dataset.selection import min_clips
     from .dataset.shards import MANIFEST_NAME, load_manifest
 
     if dataset_uri is None:
@@ -159,16 +170,19 @@ def check_dataset(dataset_uri: str | None, config_uri: str | None) -> CheckResul
         if in_shards != manifest.counts.get(split, 0):
             problems.append(f"{split}: shards hold {in_shards} clips, the manifest counts "
                             f"{manifest.counts.get(split, 0)}")
-    if manifest.counts.get("train", 0) < 1:
-        problems.append("the training split is empty")
-    if config_uri is not None:
-        try:
-            expected = load_config(config_uri).dataset_fingerprint()
-        except (ContractError, storage.StorageError):
-            expected = None  # reported by the config check
-        if expected is not None and expected != manifest.fingerprint:
+    for split in ("train", "validation"):
+        if manifest.counts.get(split, 0) < 1:
+            problems.append(f"the {split} split is empty")
+    config = _config_or_none(config_uri)
+    if config is not None:
+        expected = config.dataset_fingerprint()
+        if expected != manifest.fingerprint:
             problems.append(f"built for another dataset selection (fingerprint {manifest.fingerprint[:12]}, "
                             f"this config's is {expected[:12]})")
+        total, floor = sum(manifest.counts.values()), min_clips(config.dataset)
+        if total < floor:
+            problems.append(f"{total} clips, fewer than the {floor} this config needs (dataset.target_clips "
+                            f"{config.dataset.target_clips} less dataset.target_tolerance)")
     counts = ", ".join(f"{k} {v}" for k, v in sorted(manifest.counts.items()))
     detail = f"{counts} clips in {len(manifest.shards)} shards, manifest sha256 {digest[:12]}"
     if problems:

@@ -6,17 +6,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from aurax_control.dashboard import publish, run_metrics
 from aurax_control.jobs import belongs_to_run
 from aurax_control.ledger import update_run
 from aurax_control.runtime import runtime
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
-metrics = Metrics()
+metrics = run_metrics()
 
 
 def batch_job(event: EventBridgeModel) -> dict[str, Any] | None:
@@ -41,11 +41,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             logger.exception("ledger update failed", extra={"run_id": state.run_id})
             failed.append(state.run_id)
             continue
-        metrics.add_dimension(name="RunId", value=state.run_id)
-        metrics.add_metric(name="SpendUSD", unit=MetricUnit.NoUnit, value=ledger.spend_usd)
-        if ledger.projected_usd is not None:
-            metrics.add_metric(name="ProjectedSpendUSD", unit=MetricUnit.NoUnit, value=ledger.projected_usd)
-        metrics.flush_metrics()
+        publish(metrics, state.run_id, {"SpendUSD": ledger.spend_usd, "ProjectedSpendUSD": ledger.projected_usd})
         logger.info("ledger updated", extra={"run_id": state.run_id, "spend_usd": ledger.spend_usd,
                                              "projected_usd": ledger.projected_usd})
         done.append(state.run_id)

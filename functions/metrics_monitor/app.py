@@ -1,8 +1,8 @@
 """S3 ObjectCreated on `runs/<run_id>/metrics/*.jsonl`: the divergence watch over each new chunk.
 
 Each object is processed once (Powertools Idempotency keyed on bucket, key, ETag and sequencer), so a
-duplicate S3 event or a Lambda retry sends no second alert. Recommended MemorySize: 512 MB (a 100,000-record
-chunk is streamed line by line; see the report's tracemalloc figure).
+duplicate S3 event or a Lambda retry sends no second alert. The template gives it 1024 MB; a 100,000-record
+chunk is streamed line by line (tests/control measures its peak memory).
 """
 
 from __future__ import annotations
@@ -11,22 +11,19 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
+from aurax_control.dashboard import publish, run_metrics
 from aurax_control.idempotency import idempotency_config, persistence_layer
 from aurax_control.inputs import S3Notification
 from aurax_control.monitoring import process_object
 from aurax_control.runtime import runtime
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
-metrics = Metrics()
+metrics = run_metrics()
 config = idempotency_config("[bucket, key, etag, sequencer]", days=14)
-
-UNITS = {"SpendUSD": MetricUnit.NoUnit, "ProjectedSpendUSD": MetricUnit.NoUnit, "SamplesPerSecond": MetricUnit.CountPerSecond,
-         "Interruptions": MetricUnit.Count, "BadLines": MetricUnit.Count}
 
 
 @idempotent_function(data_keyword_argument="s3_object", persistence_store=persistence_layer(), config=config)
@@ -40,12 +37,7 @@ def handle_object(s3_object: dict[str, Any]) -> dict[str, Any]:
         logger.warning("bad metric lines", extra={"run_id": report.run_id, "key": report.key,
                                                   "counts": {k.value: n for k, n in summary.bad.items()},
                                                   "examples": summary.bad_examples})
-    values = report.metrics()
-    if values:
-        metrics.add_dimension(name="RunId", value=report.run_id)
-        for name, value in values.items():
-            metrics.add_metric(name=name, unit=UNITS.get(name, MetricUnit.NoUnit), value=value)
-        metrics.flush_metrics()  # one EMF document per run: the RunId dimension differs between objects
+    publish(metrics, report.run_id, report.metrics())
     result = {"run_id": report.run_id, "key": report.key, "records": summary.records, "bad_lines": summary.bad_total,
               "alerts": report.alerts, "stopped": report.stopped}
     logger.info("chunk processed", extra=result)

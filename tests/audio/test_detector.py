@@ -80,9 +80,13 @@ def test_thresholds_come_from_the_config() -> None:
 
 def test_confidence_grows_with_the_number_of_events() -> None:
     config = DetectorConfig(min_events=2, full_confidence_events=4)
-    one_note = synth.normalise(synth.log_drum_line(SR, 1.0, 112, np.random.default_rng(3), steps=(0,)))
-    single = detect(one_note, SR, config)
-    assert len(single.events) == 1 and single.confidence == 0.25 and not single.log_drum
+    seen = []
+    for steps, seconds in (((0,), 1.0), ((0, 4), 1.5), ((0, 4, 8), 2.0)):
+        notes = synth.normalise(synth.log_drum_line(SR, seconds, 112, np.random.default_rng(3), steps=steps))
+        result = detect(notes, SR, config)
+        seen.append((len(result.events), result.confidence, result.log_drum))
+    # one event is below min_events; confidence is events / full_confidence_events
+    assert seen == [(1, 0.25, False), (2, 0.5, True), (3, 0.75, True)]
 
 
 def test_too_short_audio_is_refused() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -79,3 +81,26 @@ def test_threshold_decides_authentic() -> None:
     audio = synth.amapiano_groove(SR, SECONDS, np.random.default_rng(26))
     assert score(audio, SR).authentic
     assert not score(audio, SR, threshold=100.1).authentic
+
+
+def _notes(hz: float, steps: tuple[int, ...], sound: str) -> Callable[[np.random.Generator], np.ndarray]:
+    def make(rng: np.random.Generator) -> np.ndarray:
+        if sound == "saw":
+            return synth.pattern(SR, SECONDS, 112, steps, lambda: synth.sustained_bass(SR, hz, 1.0))
+        return synth.pattern(SR, SECONDS, 112, steps, lambda: synth.piano_note(SR, hz, rng, 0.5))
+    return make
+
+
+@pytest.mark.parametrize("name, make", [("sawtooth bass", _notes(65.0, (0, 8), "saw")),
+                                        ("sawtooth lead", _notes(220.0, (0, 8), "saw")),
+                                        ("piano single notes", _notes(261.6, (0, 4, 8, 12), "piano"))])
+def test_one_note_and_its_harmonics_is_not_a_chord(name: str,
+                                                   make: Callable[[np.random.Generator], np.ndarray]) -> None:
+    # a single note's partials spell octave, fifth and third: they must not count as keys
+    result = score(synth.normalise(make(np.random.default_rng(27))), SR)
+    assert result.components["keys"] <= 0.2, (name, result.components)
+
+
+def test_chords_count_as_keys() -> None:
+    chords = synth.normalise(synth.chord_track(SR, SECONDS, 112, np.random.default_rng(28), every_beats=1))
+    assert score(chords, SR).components["keys"] == 1.0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from aurax.ops.estimate import estimate, train_flops_per_sample
 from aurax_contracts import JobExit, RunConfig
 
@@ -25,8 +24,8 @@ def test_training_time_follows_epochs_and_measured_throughput():
     longer = estimate(config(total_epochs=40, decision_epoch=5))
     assert longer.total_hours > base.total_hours and longer.decision_usd == pytest.approx(base.decision_usd, rel=0.05)
     slow = estimate(config(), samples_per_second=base.samples_per_second / 2)
-    train = [p for p in base.phases if p.name.startswith("train")][0]
-    slow_train = [p for p in slow.phases if p.name.startswith("train")][0]
+    train = next(p for p in base.phases if p.name.startswith("train"))
+    slow_train = next(p for p in slow.phases if p.name.startswith("train"))
     start_hours = 420 / 3600
     assert slow_train.hours - start_hours == pytest.approx(2 * (train.hours - start_hours))
     assert slow.assumptions[0].startswith("training throughput")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import boto3
-
 from aurax.local.stack import LocalStack
 from aurax_contracts import JobExit, RunConfig
+
 from tests.cli.conftest import STACK
 
 VALID = "run_id: cli-start-1\nmodel: {model_id: aurax/tiny-random-musicgen}\ntraining: {total_epochs: 4, decision_epoch: 2}\n"

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-
 from aurax.local.stack import LocalStack
 from aurax_contracts import AttemptCost, CostLedger, JobExit
 from aurax_control.store import LEDGER, RunStore
+
 from tests.cli.conftest import STACK
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

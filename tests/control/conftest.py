@@ -101,7 +101,7 @@ def account() -> Iterator[Account]:
         sqs = boto3.client("sqs")
         alerts_q = sqs.create_queue(QueueName="alerts")["QueueUrl"]
         events_q = sqs.create_queue(QueueName="events")["QueueUrl"]
-        arn = lambda url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]  # noqa: E731
+        arn = lambda url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         sns = boto3.client("sns")
         topic = sns.create_topic(Name="aurax-alerts")["TopicArn"]
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn(alerts_q))
@@ -130,8 +130,8 @@ def _batch() -> tuple[str, str]:
 
 @pytest.fixture
 def jobs(account: Account, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """`jobs(name, status, started=..., created=...)` submits a Batch job left in that status (moto's simple
-    backend would finish it at once)."""
+    """`jobs(name, status, started=..., created=..., stopped=...)` submits a Batch job left in that status (moto's
+    simple backend would finish it at once); with `stopped`, it has one finished attempt from started to stopped."""
     from moto.batch_simple.models import BatchSimpleBackend
 
     pending: dict[str, dict[str, Any]] = {}
@@ -143,12 +143,15 @@ def jobs(account: Account, monkeypatch: pytest.MonkeyPatch) -> Any:
         job.status = spec["status"]
         if spec["started"] is not None:
             job.job_started_at = spec["started"].replace(tzinfo=None)
+        if spec["stopped"] is not None:
+            job.attempts.append({"container": {}, "startedAt": int(spec["started"].timestamp() * 1000),
+                                 "stoppedAt": int(spec["stopped"].timestamp() * 1000)})
 
     monkeypatch.setattr(BatchSimpleBackend, "_mark_job_as_finished", hold)
 
     def submit(name: str, status: str, started: datetime | None = None, created: datetime | None = None,
-               tags: dict[str, str] | None = None) -> str:
-        pending[name] = {"status": status, "started": started,
+               tags: dict[str, str] | None = None, stopped: datetime | None = None) -> str:
+        pending[name] = {"status": status, "started": started, "stopped": stopped,
                          "created": created or (started or datetime.now(UTC)) - timedelta(minutes=1)}
         return boto3.client("batch").submit_job(jobName=name, jobQueue=QUEUE_NAME, jobDefinition=account.job_definition,
                                                 **({"tags": tags} if tags else {}))["jobId"]

@@ -4,16 +4,36 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tracemalloc
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-from aurax_contracts import AbortReason, CheckpointManifest, CostLedger, DatasetManifest, RunConfig, StopRequest
+from aurax_contracts import (
+    AbortReason,
+    CheckpointManifest,
+    CostLedger,
+    DatasetManifest,
+    RunConfig,
+    StopRequest,
+)
+from aurax_control.runtime import runtime
 from aurax_control.store import LEDGER, RunStore
+from aurax_control.watch import watch_run
+from botocore.exceptions import ClientError
 
-from .conftest import BUCKET, RUN_TABLE, FakeContext, load_handler, put_config, s3_event, scheduled_event
+from .conftest import (
+    BUCKET,
+    ROOT,
+    RUN_TABLE,
+    FakeContext,
+    load_handler,
+    put_config,
+    s3_event,
+    scheduled_event,
+)
 from .evals import decision_for, eval_report
 from .records import T0, heartbeat, train
 
@@ -62,7 +82,7 @@ def test_plan_run_records_the_run_and_finds_a_ready_dataset(account) -> None:
     assert result["dataset_ready"] is True and result["decision_epoch"] == 5 and result["total_epochs"] == 20
     s = state()
     assert s.status == "planned" and s.execution_arn.startswith("arn:exec:")
-    with pytest.raises(Exception):
+    with pytest.raises(ClientError, match="NoSuchKey"):
         get(f"runs/{RUN}/control/stop.json")  # a previous execution's stop request is cleared
 
 
@@ -138,6 +158,47 @@ def test_nan_loss_stops_the_job_alerts_once_and_records_the_reason(account, jobs
     assert emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "AuraX"
 
 
+def test_nan_before_any_heartbeat_still_terminates_the_running_job(account, jobs) -> None:
+    plan()
+    job_id = jobs(f"{RUN}-train-to-decision", "RUNNING", started=datetime.now(UTC))
+    key = f"runs/{RUN}/metrics/attempt-0001/chunk-00000001.jsonl"
+    put(key, b"\n".join([train(1, 2.0), train(2, float("inf"))]))  # no heartbeat has named the job yet
+    load_handler("metrics_monitor").lambda_handler(s3_event(key), CTX)
+    assert job(job_id)["statusReason"].startswith("aurax:diverged")
+    (message,) = account.sns_messages()
+    assert f"terminated_jobs: {job_id}" in message["Message"]
+
+
+def emf_documents(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if '"_aws"' in line]
+
+
+def test_the_dashboard_finds_every_metric_the_handlers_publish(account, jobs, capsys) -> None:
+    # The dashboard's SEARCH('{Namespace,Dims} MetricName="X"') matches only metrics with exactly those dimensions.
+    searches = re.findall(r"SEARCH\('\{([^}]*)\} MetricName=\\\"(\w+)\\\"", (ROOT / "template.yaml").read_text())
+    assert searches, "no SEARCH expressions found in the dashboard"
+    plan()
+    key = f"runs/{RUN}/metrics/attempt-0001/chunk-00000001.jsonl"
+    interruption = json.dumps({"kind": "interruption", "run_id": RUN, "time": T0.isoformat(), "step": 2, "epoch": 0,
+                               "cause": "spot-notice"}).encode()
+    put(key, b"\n".join([heartbeat(1, T0), train(1, 2.0), b"{}", interruption,
+                         json.dumps({"kind": "val", "run_id": RUN, "time": T0.isoformat(), "step": 2, "epoch": 0,
+                                     "val_loss": 2.5}).encode()]))
+    jobs(f"{RUN}-train", "RUNNING", started=datetime.now(UTC) - timedelta(hours=1))
+    load_handler("metrics_monitor").lambda_handler(s3_event(key), CTX)
+    load_handler("cost_ledger").lambda_handler(scheduled_event(), CTX)  # now with a step count to project from
+    published: dict[str, set[tuple[str, ...]]] = {}
+    for doc in emf_documents(capsys.readouterr().out):
+        (directive,) = doc["_aws"]["CloudWatchMetrics"]
+        for metric in directive["Metrics"]:
+            published.setdefault(metric["Name"], set()).update(
+                (directive["Namespace"], *sorted(dims)) for dims in directive["Dimensions"])
+    for schema, name in searches:
+        namespace, *dims = [part.strip() for part in schema.split(",")]
+        assert (namespace, *sorted(dims)) in published.get(name, set()), \
+            f"dashboard searches {name} in {{{schema}}}; published: {published.get(name)}"
+
+
 def test_bad_lines_are_counted_into_the_run_state(account) -> None:
     plan()
     key = f"runs/{RUN}/metrics/attempt-0001/chunk-00000002.jsonl"
@@ -211,6 +272,27 @@ def test_ledger_prices_attempts_and_stops_an_over_budget_run(account, jobs) -> N
     assert StopRequest.model_validate_json(get(f"runs/{RUN}/control/stop.json")).reason == "over-budget"
 
 
+def test_projection_counts_only_training_cost_per_step(account, jobs) -> None:
+    # A 6-hour dataset preparation (no heartbeats: priced at the fallback rate) must not be spread over the
+    # first 10 training steps: that would project $300+ for a 1000-step run and stop it as over budget.
+    plan(budget={"budget_usd": 20.0})
+    now = datetime.now(UTC)
+    jobs(f"{RUN}-prepare", "SUCCEEDED", started=now - timedelta(hours=7), stopped=now - timedelta(hours=1))
+    train_id = jobs(f"{RUN}-train-to-decision", "RUNNING", started=now - timedelta(minutes=30))
+    key = f"runs/{RUN}/metrics/attempt-0001/chunk-00000001.jsonl"
+    put(key, b"\n".join([train(10, 3.0, at=now), heartbeat(10, now, job_id=train_id, total_steps=1000)]))
+    load_handler("metrics_monitor").lambda_handler(s3_event(key), CTX)
+    load_handler("cost_ledger").lambda_handler(scheduled_event(), CTX)
+    ledger, _ = RunStore(RUN_TABLE).get_doc(RUN, LEDGER, CostLedger)
+    by_name = {a.job_name: a for a in ledger.attempts}
+    assert set(by_name) == {f"{RUN}-prepare", f"{RUN}-train-to-decision"}
+    assert by_name[f"{RUN}-prepare"].cost_usd == pytest.approx(6 * 0.526, rel=1e-3)  # in the spend ...
+    assert ledger.spend_usd > by_name[f"{RUN}-prepare"].cost_usd
+    # ... but not in the cost per step, which only the training attempt measures
+    assert ledger.usd_per_step == pytest.approx(by_name[f"{RUN}-train-to-decision"].cost_usd / 10)
+    assert ledger.projected_usd < 20.0 and state().abort_reason is None
+
+
 def test_ledger_on_a_batch_state_change_event_only_touches_its_run(account, jobs) -> None:
     plan()
     plan("run-b")
@@ -235,6 +317,45 @@ def test_idle_job_is_terminated_and_stuck_job_reported_once(account, jobs) -> No
     assert job(quiet)["statusReason"].startswith("aurax:idle")
     assert "statusReason" not in job(waiting)
     assert state().abort_reason == "idle"
+
+
+def test_a_long_dataset_preparation_is_not_taken_for_an_idle_job(account, jobs) -> None:
+    plan(monitoring={"idle_timeout_minutes": 120})
+    preparing = jobs(f"{RUN}-prepare", "RUNNING", started=datetime.now(UTC) - timedelta(hours=5))  # sends no heartbeats
+    load_handler("idle_watch").lambda_handler(scheduled_event(), CTX)
+    assert "statusReason" not in job(preparing) and state().abort_reason is None
+    assert account.sns_messages() == []
+
+
+def test_terminate_goes_on_past_a_job_batch_refuses(account, jobs, monkeypatch) -> None:
+    from aurax_control import jobs as batch_jobs
+
+    running = jobs(f"{RUN}-train", "RUNNING", started=datetime.now(UTC))
+    real = batch_jobs.client("batch").terminate_job
+
+    def refuse_stale(jobId: str, reason: str) -> dict:
+        if jobId == "stale-id":
+            raise ClientError({"Error": {"Code": "ClientException", "Message": "Job stale-id not found"}}, "TerminateJob")
+        return real(jobId=jobId, reason=reason)
+
+    monkeypatch.setattr(batch_jobs.client("batch"), "terminate_job", refuse_stale)
+    outcome = batch_jobs.terminate(["stale-id", running], AbortReason.IDLE, "quiet")
+    assert outcome.done == [running] and "not found" in outcome.failed["stale-id"]
+    assert job(running)["statusReason"].startswith("aurax:idle")
+
+
+def test_a_record_stamped_in_the_future_does_not_blind_the_idle_watch(account, jobs) -> None:
+    plan(monitoring={"idle_timeout_minutes": 120})
+    job_id = jobs(f"{RUN}-train", "RUNNING", started=datetime.now(UTC) - timedelta(hours=5))
+    key = f"runs/{RUN}/metrics/attempt-0001/chunk-00000001.jsonl"
+    put(key, heartbeat(1, datetime(2099, 1, 1, tzinfo=UTC), job_id=job_id))
+    load_handler("metrics_monitor").lambda_handler(s3_event(key), CTX)
+    assert state().last_heartbeat_at <= datetime.now(UTC)
+    # three hours pass without another chunk: the job is idle
+    later = datetime.now(UTC) + timedelta(hours=3)
+    rt = runtime()
+    watch_run(rt, state(), rt.load_config(None, RUN), later)
+    assert job(job_id)["statusReason"].startswith("aurax:idle")
 
 
 def test_jobs_of_a_run_with_a_longer_id_sharing_the_prefix_are_not_touched(account, jobs, monkeypatch) -> None:
@@ -275,6 +396,29 @@ def test_decide_emits_one_decision_event_even_when_invoked_twice(account) -> Non
     assert [e["detail-type"] for e in account.events()] == ["AURA-X Decision"]
 
 
+def test_decide_retried_after_a_failure_emits_one_decision_event(account, monkeypatch) -> None:
+    from aurax_control.notify import Notifier
+
+    plan()
+    put(f"runs/{RUN}/eval/decision/report.json", eval_report(authentic=40).model_dump_json())
+    request = {"run_id": RUN, "config_uri": f"{RUN_URI}/config.json", "run_uri": RUN_URI, "point": "decision"}
+    send = Notifier.message
+    failures = iter([True])
+
+    def flaky(self: Notifier, subject: str, text: str) -> None:
+        if next(failures, False):
+            raise RuntimeError("SNS throttled")
+        send(self, subject, text)
+
+    monkeypatch.setattr(Notifier, "message", flaky)
+    handler = load_handler("decide")
+    with pytest.raises(RuntimeError, match="throttled"):
+        handler.lambda_handler(request, CTX)
+    handler.lambda_handler(dict(request), CTX)  # the state machine's retry
+    assert [e["detail-type"] for e in account.events()] == ["AURA-X Decision"]
+    assert len(account.sns_messages()) == 1
+
+
 def test_decide_goes_when_every_criterion_passes(account) -> None:
     plan()
     RunStore(RUN_TABLE).put_doc(RUN, LEDGER, CostLedger(run_id=RUN, spend_usd=120, budget_usd=600, updated_at=T0))
@@ -293,6 +437,21 @@ def test_abort_after_a_rejected_config_shows_the_error_message(account) -> None:
     md = get("runs/run-z/reports/abort.md").decode()
     assert "BadConfigError: training.learning_rate: too high" in md and "stackTrace" not in md
     assert state("run-z").status == "aborted" and state("run-z").abort_reason == "bad-config"
+
+
+def test_each_rejected_execution_gets_its_own_abort_report(account) -> None:
+    plan_run, abort_run = load_handler("plan_run"), load_handler("abort_run")
+    uri = f"s3://{BUCKET}/runs/{RUN}/config.yaml"
+    for attempt, body in enumerate(["run_id: run-a\ntraining: {learning_rate: 5}\n",
+                                    "run_id: run-a\ntraining: {totl_epochs: 3}\n"]):
+        put(f"runs/{RUN}/config.yaml", body)
+        execution = {"run_id": RUN, "config_uri": uri, "execution_arn": f"arn:exec:{attempt}"}
+        with pytest.raises(plan_run.BadConfigError) as err:
+            plan_run.lambda_handler(execution, CTX)
+        abort_run.lambda_handler({"run_id": RUN, "config_uri": uri, "run_uri": RUN_URI, "reason": "bad-config",
+                                  "detail": str(err.value)}, CTX)
+    assert [e["detail"]["reason"] for e in account.events()] == ["bad-config", "bad-config"]
+    assert "totl_epochs" in get(f"runs/{RUN}/reports/abort.md").decode()  # the second execution's error
 
 
 def test_abort_writes_both_reports_and_announces_once(account) -> None:
@@ -341,7 +500,7 @@ def test_promote_copies_the_latest_verified_checkpoint_with_provenance(account) 
     handler.lambda_handler(request, CTX)
     assert out == {"model_uri": f"s3://{BUCKET}/models/{RUN}"}
     assert get(f"models/{RUN}/model.safetensors") == b"weights" * 10
-    with pytest.raises(Exception):
+    with pytest.raises(ClientError, match="NoSuchKey"):
         get(f"models/{RUN}/trainer_state.pt")
     provenance = json.loads(get(f"models/{RUN}/provenance.json"))
     assert provenance["checkpoint_sha256"] == good_sha and provenance["evaluated_is_promoted"] is True

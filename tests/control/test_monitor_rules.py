@@ -28,12 +28,15 @@ def codes(result) -> list[str]:
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_loss_stops_the_job_with_one_critical_alert(value: float) -> None:
-    result = run([train(1, 2.0), train(2, value), train(3, value)])
+    saved = line("checkpoint", step=1, epoch=0, uri="s3://b/runs/run-a/checkpoints/step-000000001", sha256="c" * 64,
+                 seconds=1.0, bytes=10, trigger="steps")
+    result = run([train(1, 2.0), saved, train(2, value), train(3, value)])
     assert result.stop is not None and "step 2" in result.stop.detail
     assert codes(result) == ["nan-loss"]
     alert = result.alerts[0]
     assert alert.severity == "critical" and alert.step == 2 and alert.action
     assert alert.evidence["loss"] in ("nan", "inf")
+    assert alert.evidence["last_checkpoint"].endswith("step-000000001")  # where to resume from
 
 
 def test_non_finite_validation_loss_and_diverged_record_stop_the_job() -> None:
@@ -151,6 +154,7 @@ def test_each_bad_line_kind_is_counted_and_the_good_lines_around_it_kept(kind: B
     assert result.summary.bad_examples and kind.value in result.summary.bad_examples[0]
     assert codes(result) == ["bad-metric-lines"]
     assert result.alerts[0].evidence[kind.value] == 1
+    assert (result.alerts[0].step, result.alerts[0].epoch) == (2, 0)  # when: where the run had got to
 
 
 def test_blank_lines_are_not_bad() -> None:

@@ -13,6 +13,7 @@ import pytest
 from aurax.cli import main
 from aurax.dataset.builder import prepare_dataset
 from aurax.dataset.shards import load_manifest, load_split
+from aurax.errors import InputError
 from aurax_contracts import JobExit
 from tests.dataset.mtat_fixture import (BROKEN_PATH, ELIGIBLE_TRAIN, ELIGIBLE_VALIDATION, FIXTURE_CLIPS,
                                         mp3_bytes, run_config, write_config)
@@ -116,6 +117,17 @@ def test_complete_dataset_is_left_alone(tmp_path: Path, extracted_source: Path) 
     code, _ = _prepare(tmp_path, tmp_path / "no-such-source")  # never touched: the manifest says complete
     assert code == JobExit.SUCCEEDED
     assert {p.name: p.stat().st_mtime_ns for p in dataset.iterdir()} == before
+
+
+def test_dataset_with_a_lost_shard_is_rebuilt(tmp_path: Path, extracted_source: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    code, dataset = _prepare(tmp_path, extracted_source, target_clips=5)
+    (dataset / "validation-00000.npz").unlink()
+    with pytest.raises(InputError, match="cannot be read .*re-run `aurax job prepare"):
+        load_split(str(dataset), "validation")
+    code, _ = _prepare(tmp_path, extracted_source, target_clips=5)
+    assert code == JobExit.SUCCEEDED
+    assert len(load_split(str(dataset), "validation")[0]) == 1
 
 
 def test_partial_output_of_a_failed_run_is_replaced(tmp_path: Path, extracted_source: Path) -> None:

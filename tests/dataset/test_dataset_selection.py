@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from aurax.dataset.annotations import AnnotatedClip, Annotations, parse_annotations
-from aurax.dataset.selection import rank
+from aurax.dataset.selection import min_clips, rank
 from aurax_contracts import ContractError
 from tests.dataset.mtat_fixture import ELIGIBLE_TRAIN, ELIGIBLE_VALIDATION, MTAT_TAGS, annotations_bytes, run_config
 
@@ -46,3 +46,8 @@ def test_unknown_tag_names_it_and_suggests_close_matches() -> None:
     assert "'percusion'" in text and "'percussion'" in text
     assert "dataset.exclude_tags: 'zzzz' is not a MagnaTagATune tag" in text
     assert len(caught.value.problems) == 3  # 'clasical' is MTAT's own misspelt column: known, accepted
+
+
+@pytest.mark.parametrize("target, tolerance, fewest", [(8000, 0.05, 7600), (11, 0.2, 9), (11, 0.0, 11), (1, 0.9, 1)])
+def test_min_clips_is_the_target_less_its_tolerance(target: int, tolerance: float, fewest: int) -> None:
+    assert min_clips(run_config(target_clips=target, target_tolerance=tolerance).dataset) == fewest

@@ -23,6 +23,7 @@ def tiny_config(run_id: str = "eval-test", clips: int = 3, seconds: float = 1.0)
     return RunConfig.model_validate({
         "run_id": run_id,
         "model": {"model_id": TINY_MODEL_ID},
+        "dataset": {"target_clips": 4},  # what `write_dataset` holds by default
         "evaluation": {"clips_per_model": clips, "clip_seconds": seconds, "guidance_scale": 3.0,
                        "prompts": ["amapiano groove with log drums", "deep house with piano"], "seed": 5},
     })

@@ -158,6 +158,16 @@ def test_missing_checkpoint_or_dataset_is_bad_input(tmp_path: Path,
     assert "no verified checkpoint" in capsys.readouterr().err
 
 
+def test_clips_too_short_to_score_are_refused_before_generating(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    config = tiny_config(run_id="short-run", seconds=0.2)
+    layout = RunLayout(tmp_path.as_uri(), config.run_id)
+    storage.write_text(layout.config_uri, config.model_dump_json())
+    run = {"config_uri": layout.config_uri, "run_uri": layout.run_uri, "dataset_uri": tmp_path.as_uri() + "/ds"}
+    assert _evaluate(run) == 64  # before the missing dataset (65) or any generation is reached
+    assert "evaluation.clip_seconds 0.2 is shorter than the 0.25 s" in capsys.readouterr().err
+
+
 @pytest.fixture
 def s3() -> Iterator[None]:
     with mock_aws():

@@ -8,10 +8,16 @@ import time
 
 import boto3
 import pytest
-
-from aurax.local.moto_patches import (SPOT_RECLAIM_REASON, BatchJobResult, BatchJobRun, batch_retry_action,
-                                      patched_moto, resolve_command)
+from aurax.local.moto_patches import (
+    SPOT_RECLAIM_REASON,
+    BatchJobResult,
+    BatchJobRun,
+    batch_retry_action,
+    patched_moto,
+    resolve_command,
+)
 from aurax_contracts import JobExit, batch_retry_strategy
+
 from tests.local.support import REGION, BatchInfra, create_function, run_state_machine
 
 HANDLER = """

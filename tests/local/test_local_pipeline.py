@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from aurax.local.moto_patches import SPOT_RECLAIM_REASON
 from aurax.local.pipeline import LocalResult, run_local
 from aurax_contracts import JobExit, parse_metric_line
@@ -37,8 +36,8 @@ def test_go_run_survives_a_spot_reclaim_and_promotes_the_model(tmp_path: Path):
 
     assert (result.execution_status, result.end_state) == ("SUCCEEDED", "ModelPromoted"), result.to_json()
     assert result.handler_errors == []
-    assert result.outcome == "GO" and result.decision["final"]["outcome"] == "GO"
-    assert all(c["passed"] for c in result.decision["criteria"])
+    assert [(d["point"], d["outcome"]) for d in result.decisions] == [("decision", "GO"), ("final", "GO")]
+    assert all(c["passed"] for c in result.decisions[0]["criteria"])
 
     # The reclaim: attempt 1 stopped by Batch's spot reason after an emergency checkpoint, attempt 2 resumed.
     first, second = attempts_of(result, "train-to-decision")
@@ -54,7 +53,9 @@ def test_go_run_survives_a_spot_reclaim_and_promotes_the_model(tmp_path: Path):
     assert {p.relative_to(result.workdir / "reports" / result.run_id).as_posix() for p in result.reports} == \
         {"eval/decision/report.html", "eval/final/report.html"}
     assert any((result.workdir / "bucket" / "models" / result.run_id).rglob("*")), "the model was not promoted"
-    assert (result.logs / "lambda").is_dir() and any(result.logs.glob("*train-to-decision-attempt-2.log"))
+    assert any(result.logs.glob("*train-to-decision-attempt-2.log"))
+    monitor_log = next((result.logs / "lambda").glob("*MetricsMonitorFunction*.log")).read_text()
+    assert result.run_id in monitor_log  # each function's logs land in its own file
 
 
 def test_no_go_run_stops_with_an_abort_report(tmp_path: Path):
@@ -62,8 +63,8 @@ def test_no_go_run_stops_with_an_abort_report(tmp_path: Path):
 
     assert (result.execution_status, result.end_state) == ("SUCCEEDED", "StoppedNoGo"), result.to_json()
     assert result.handler_errors == []
-    assert result.outcome == "NO-GO" and "final" not in result.decision
-    failed = [c["name"] for c in result.decision["criteria"] if not c["passed"]]
+    assert [(d["point"], d["outcome"]) for d in result.decisions] == [("decision", "NO-GO")]
+    failed = [c["name"] for c in result.decisions[0]["criteria"] if not c["passed"]]
     assert failed == ["authenticity"]
     assert attempts_of(result, "train-to-final") == []
     assert detail_types(result) == ["AURA-X Decision", "AURA-X Run Aborted"]

@@ -107,6 +107,12 @@ def test_dataset_check(tmp_path: Path, fast_detector: None) -> None:
     other_file = tmp_path / "other.json"
     other_file.write_text(other.model_dump_json())
     assert "another dataset selection" in dataset_check(str(other_file)).detail
+    bigger = tiny_config(run_id="bigger-run").model_copy(update={"dataset": config.dataset.model_copy(
+        update={"target_clips": 100, "target_tolerance": 0.05})})
+    bigger_file = tmp_path / "bigger.json"
+    bigger_file.write_text(bigger.model_dump_json())
+    check = dataset_check(str(bigger_file))
+    assert check.status == "failed" and "4 clips, fewer than the 95 this config needs" in check.detail
 
     (tmp_path / "dataset" / "validation-00000.npz").unlink()
     check = dataset_check()
@@ -115,6 +121,8 @@ def test_dataset_check(tmp_path: Path, fast_detector: None) -> None:
     manifest = tmp_path / "dataset" / "manifest.json"
     manifest.write_text(manifest.read_text().replace('"train": 3', '"train": 5'))
     assert "shards hold 3 clips, the manifest counts 5" in dataset_check().detail
+    manifest.write_text(manifest.read_text().replace('"validation": 1', '"validation": 0'))
+    assert "the validation split is empty" in dataset_check().detail
     manifest.write_text("{not json")
     check = dataset_check()
     assert check.status == "failed" and "corrupt" in check.detail
@@ -179,3 +187,16 @@ def test_fp16_probe_is_accurate_on_healthy_hardware() -> None:
     import torch
 
     assert preflight.fp16_relative_error(torch.device("cpu")) < preflight.FP16_MAX_RELATIVE_ERROR
+
+
+def test_min_gpu_memory_flag_reaches_the_gpu_check(monkeypatch: pytest.MonkeyPatch, fast_detector: None) -> None:
+    asked: list[float] = []
+
+    def check_gpu(require: bool, min_memory_gib: float) -> preflight.CheckResult:
+        asked.append(min_memory_gib)
+        return preflight.CheckResult("gpu", "skipped", "recorded")
+
+    monkeypatch.setattr(preflight, "check_gpu", check_gpu)
+    assert main(["preflight", "--min-gpu-memory-gib", "0"]) == 0
+    assert main(["preflight"]) == 0
+    assert asked == [0.0, preflight.DEFAULT_MIN_GPU_MEMORY_GIB]

@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from aurax_contracts import TINY_MODEL_ID, DatasetManifest, RunConfig, ShardInfo, parse_metric_line
-from aurax_contracts.metrics import TrainStep
-
 from aurax.dataset.shards import MANIFEST_NAME, Clip, encode_shard, shard_name
 from aurax.train.checkpoint import CheckpointStore, VerifiedCheckpoint
+from aurax_contracts import TINY_MODEL_ID, DatasetManifest, RunConfig, ShardInfo, parse_metric_line
+from aurax_contracts.metrics import TrainStep
 
 PROMPTS = ["deep house groove with log drum", "jazzy piano and shakers", "tribal percussion, bass"]
 
@@ -103,7 +102,7 @@ def start_train(paths: dict[str, Path], until: int, every: int | None = CHECKPOI
 def run_train(paths: dict[str, Path], until: int, every: int | None = CHECKPOINT_EVERY,
               **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "aurax.cli", *train_argv(paths, until, every)], env=job_env(**env),
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
 
 
 def wait_for_line(proc: subprocess.Popen[str], needle: str) -> list[str]:

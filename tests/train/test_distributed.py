@@ -3,7 +3,6 @@ exactly the code path of a multi-GPU instance (launcher, DDP, rank 0 saving ever
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import pytest

@@ -10,12 +10,19 @@ import time
 from pathlib import Path
 
 import pytest
-from aurax_contracts import JobExit
-from aurax_contracts.metrics import Diverged, Interruption, JobWarning
-
 from aurax.cli import main
+from aurax_contracts import JobExit
+from aurax_contracts.metrics import CheckpointSaved, Diverged, Interruption, JobWarning
 
-from .conftest import latest_checkpoint, records, run_train, step_losses, tiny_config, train_argv, write_dataset
+from .conftest import (
+    latest_checkpoint,
+    records,
+    run_train,
+    step_losses,
+    tiny_config,
+    train_argv,
+    write_dataset,
+)
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -56,13 +63,26 @@ def test_nan_loss_exits_76_keeps_the_last_good_checkpoint_and_writes_diverged(ma
     assert max(step_losses(paths)) == 4  # the NaN step is never logged as a training step
 
 
-def test_high_loss_writes_a_warning(make_run, no_imds) -> None:
+def test_a_run_of_overflowed_fp16_steps_warns_then_exits_76(make_run, no_imds, monkeypatch) -> None:
+    paths = make_run(config=tiny_config(max_overflow_steps=4))
+    monkeypatch.setenv("AURAX_FAULT_OVERFLOW_FROM_STEP", "3")  # the loss scaler skips every step from 3 on
+    assert run_in_process(paths, until=3) == JobExit.DIVERGED
+    written = records(paths)
+    assert [(w.code, w.step) for w in written if isinstance(w, JobWarning)] == [("overflow-steps", 4)]
+    assert [(d.cause, d.step) for d in written if isinstance(d, Diverged)] == [("overflow-collapse", 6)]
+
+
+def test_high_loss_warns_once_and_the_time_interval_triggers_checkpoints(make_run, no_imds) -> None:
     config = tiny_config()
     config.monitoring.loss_warn = 1.0  # the tiny model's loss starts near ln(64) = 4.2
+    config.checkpoint.interval_minutes = 1e-6  # every step is "10 minutes later"
     paths = make_run(config=config)
-    assert run_in_process(paths) == JobExit.SUCCEEDED
-    warnings = [r for r in records(paths) if isinstance(r, JobWarning)]
+    assert main([*train_argv(paths, 1)[:-2]]) == JobExit.SUCCEEDED  # no --checkpoint-every-steps
+    written = records(paths)
+    warnings = [r for r in written if isinstance(r, JobWarning)]
     assert [(w.code, w.step) for w in warnings] == [("high-loss", 1)]  # once per episode, not every step
+    assert [(r.trigger, r.step) for r in written if isinstance(r, CheckpointSaved)] == [
+        ("interval", 1), ("interval", 2), ("epoch", 3)]
 
 
 def run_in_process(paths: dict[str, Path], until: int = 1) -> int:

@@ -17,8 +17,15 @@ import pytest
 from aurax_contracts import JobExit
 from aurax_contracts.metrics import CheckpointSaved, Heartbeat, Interruption
 
-from .conftest import (assert_same_weights, latest_checkpoint, records, run_train, start_train, step_losses,
-                       wait_for_line)
+from .conftest import (
+    assert_same_weights,
+    latest_checkpoint,
+    records,
+    run_train,
+    start_train,
+    step_losses,
+    wait_for_line,
+)
 
 pytestmark = pytest.mark.slow
 TOTAL_STEPS = 9  # 3 epochs of 3 steps (12 clips, 4 per step)

@@ -8,14 +8,13 @@ from pathlib import Path
 import boto3
 import pytest
 import torch
-from aurax_contracts import JobExit
-from aurax_contracts.metrics import CheckpointSaved, Heartbeat, TrainStep
-from moto import mock_aws
-
 from aurax import storage
 from aurax.cli import main
 from aurax.errors import InputError
 from aurax.train.checkpoint import load_trained_model
+from aurax_contracts import JobExit
+from aurax_contracts.metrics import CheckpointSaved, Heartbeat, TrainStep, ValLoss
+from moto import mock_aws
 
 from .conftest import parse_metric_line, tiny_config, train_argv, write_dataset
 
@@ -39,20 +38,25 @@ def s3_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         storage.reset_clients()
 
 
-def test_train_and_resume_on_s3_uris(s3_run) -> None:
+def test_train_and_resume_on_s3_uris(s3_run, monkeypatch) -> None:
     paths, config, s3 = s3_run
     assert main(train_argv(paths, until=1)) == JobExit.SUCCEEDED
+    monkeypatch.setenv("AWS_BATCH_JOB_ATTEMPT", "2")  # as Batch's retry of the same job would run it
+    monkeypatch.setenv("AWS_BATCH_JOB_ID", "job-123")
     assert main(train_argv(paths, until=2)) == JobExit.SUCCEEDED  # resumes from S3 (downloads and verifies)
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/tiny-run/")["Contents"])
     checkpoints = sorted({k.split("/")[3] for k in keys if k.startswith("runs/tiny-run/checkpoints/step-")})
     assert checkpoints == ["step-000000004", "step-000000006-end"]  # keep_last 2
     pointer = s3.get_object(Bucket=BUCKET, Key="runs/tiny-run/checkpoints/latest")["Body"].read()
     assert pointer.decode().strip() == "step-000000006-end"
-    chunks = [k for k in keys if k.startswith("runs/tiny-run/metrics/attempt-0001/chunk-")]
+    chunks = [k for k in keys if k.startswith("runs/tiny-run/metrics/attempt-")]
     lines = [parse_metric_line(line) for k in chunks
              for line in s3.get_object(Bucket=BUCKET, Key=k)["Body"].read().decode().splitlines()]
-    assert sorted(r.step for r in lines if isinstance(r, TrainStep)) == [1, 2, 3, 4, 5, 6]
-    assert any(isinstance(r, Heartbeat) for r in lines)
+    assert sorted((r.attempt, r.step) for r in lines if isinstance(r, TrainStep)) == [
+        (1, 1), (1, 2), (1, 3), (2, 4), (2, 5), (2, 6)]
+    assert [(r.epoch, r.step) for r in lines if isinstance(r, ValLoss)] == [(0, 3), (1, 6)]
+    beats = [r for r in lines if isinstance(r, Heartbeat)]
+    assert beats and {r.batch_job_id for r in beats if r.attempt == 2} == {"job-123"}
     saved = [r for r in lines if isinstance(r, CheckpointSaved)]
     assert saved[-1].uri == f"{paths['run']}/checkpoints/step-000000006-end" and saved[-1].trigger == "epoch"
 
@@ -72,7 +76,7 @@ def test_load_trained_model_raises_input_error_when_nothing_verifies(tmp_path: P
 
 def test_lora_fine_tune_trains_only_adapters_and_loads_merged(make_run, monkeypatch) -> None:
     monkeypatch.setenv("AURAX_IMDS_ENDPOINT", "off")
-    config = tiny_config()
+    config = tiny_config(gradient_checkpointing=True)  # the T4 recipe's memory saver, with adapters
     config.model.finetune = "lora"
     config.model.lora_rank = 4
     paths = make_run(config=config)

@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from aurax_contracts import JobExit, TINY_MODEL_ID
-from aurax_contracts.layout import metrics_chunk_name
-from aurax_contracts.metrics import Heartbeat, utc_now
-
+from aurax import storage
 from aurax.dataset.shards import Clip
 from aurax.metrics_sink import MetricsSink
 from aurax.model import load_musicgen
 from aurax.train.checkpoint import CheckpointContent, CheckpointStore, Position, capture_rng, restore_rng
 from aurax.train.data import IGNORE, ExampleSource, TextConditioning, delay_pattern_labels, epoch_order
 from aurax.train.interrupts import Cause, ImdsClient, InterruptWatch
+from aurax_contracts import TINY_MODEL_ID, JobExit
+from aurax_contracts.layout import metrics_chunk_name
+from aurax_contracts.metrics import Heartbeat, utc_now
 
 from .conftest import tiny_config
 
@@ -122,3 +122,17 @@ def test_sigterm_handler_records_the_cause_and_restores_the_previous_handler() -
 def test_imds_unreachable_is_an_os_error_not_a_hang() -> None:
     with pytest.raises(OSError):
         ImdsClient("http://127.0.0.1:9", timeout=0.5).get("latest/meta-data/instance-type")
+
+
+def test_metrics_sink_keeps_records_when_a_write_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = MetricsSink(str(tmp_path / "metrics"), attempt=1, flush_seconds=0)
+    sink.emit(Heartbeat(run_id="tiny-run", time=utc_now(), step=1, epoch=0))
+
+    def refuse(*args: object) -> None:
+        raise storage.StorageError("cannot write: SlowDown")
+
+    monkeypatch.setattr(storage, "write_text", refuse)
+    sink.flush()  # logged, not raised
+    monkeypatch.undo()
+    sink.flush()
+    assert [p.name for p in (tmp_path / "metrics" / "attempt-0001").iterdir()] == ["chunk-00000000.jsonl"]

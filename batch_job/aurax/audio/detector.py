@@ -30,7 +30,7 @@ import numpy as np
 from scipy.signal import find_peaks
 
 from .config import DetectorConfig
-from .spectral import hann, parabolic_peak, power_db, resample, stft_power
+from .spectral import band_bins, hann, parabolic_peak, power_db, resample, stft_power
 
 ANALYSIS_SR = 4000
 WINDOW = 256  # 64 ms: resolves 50 Hz from 100 Hz and keeps the decay frames short
@@ -110,13 +110,9 @@ def detect(samples: np.ndarray, sr: int, config: DetectorConfig | None = None) -
     return Detection(len(events) >= config.min_events, confidence, events, candidates, duration)
 
 
-def _bins(low_hz: float, high_hz: float) -> slice:
-    return slice(int(np.ceil(low_hz / BIN_HZ)), int(np.floor(high_hz / BIN_HZ)) + 1)
-
-
 def low_band_onsets(power: np.ndarray, config: DetectorConfig) -> np.ndarray:
     """Frames where the 30-400 Hz band starts a new sound loud enough to matter."""
-    band = power[:, _bins(*LOW_BAND_HZ)]
+    band = power[:, band_bins(*LOW_BAND_HZ, BIN_HZ)]
     level = power_db(band.sum(axis=1)) - FULL_SCALE_DB
     loudest = float(level.max())
     if loudest < config.silence_dbfs:
@@ -140,8 +136,8 @@ def _measure_onsets(power: np.ndarray, config: DetectorConfig) -> list[Candidate
     if onsets.size == 0:
         return []
     n_frames = power.shape[0]
-    low = power[:, _bins(*LOW_BAND_HZ)].sum(axis=1)
-    search = _bins(*F0_SEARCH_HZ)
+    low = power[:, band_bins(*LOW_BAND_HZ, BIN_HZ)].sum(axis=1)
+    search = band_bins(*F0_SEARCH_HZ, BIN_HZ)
     ends = np.append(onsets[1:], n_frames)
     out = []
     for onset, next_onset in zip(onsets, ends, strict=True):

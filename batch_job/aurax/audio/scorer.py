@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import AnalysisConfig, ScoreConfig
 from .detector import Detection, detect
-from .spectral import power_db, resample, stft_power
+from .spectral import band_bins, power_db, resample, stft_power
 
 SCORE_SR = 16000
 WINDOW = 512  # 32 ms
@@ -29,6 +29,8 @@ KEYS_WINDOW = 1024  # 128 ms: semitones apart at 200 Hz
 KEYS_HOP = 320  # 40 ms
 KEYS_PEAK_OVER_MEDIAN_DB = 15.0  # a tonal peak stands this far above the band's median (noise never does)
 KEYS_PEAK_RANGE_DB = 20.0  # and within this of the frame's strongest peak
+KEYS_LOWEST_ROOT_HZ = 40.0  # peaks from here up may be the fundamental whose harmonics fall in the keys band
+HARMONIC_TOLERANCE = 0.03  # within 3 % (half a semitone) of k x a louder, lower peak: its k-th harmonic
 TEMPO_OCTAVE = (80.0, 160.0)
 COMPONENTS = ("log_drum", "tempo", "shakers", "low_end", "keys")
 
@@ -67,10 +69,6 @@ def score(samples: np.ndarray, sr: int, config: AnalysisConfig | None = None,
     total = 100.0 * sum(weights[k] * components[k] for k in COMPONENTS) / sum(weights.values())
     limit = cfg.authentic_threshold if threshold is None else threshold
     return ScoreResult(total, total >= limit, components, tempo, detection)
-
-
-def _bins(low_hz: float, high_hz: float, bin_hz: float = BIN_HZ) -> slice:
-    return slice(int(np.ceil(low_hz / bin_hz)), int(np.floor(high_hz / bin_hz)) + 1)
 
 
 def _log_drum_component(detection: Detection, cfg: ScoreConfig) -> float:
@@ -129,7 +127,7 @@ def tempo_component(bpm: float, cfg: ScoreConfig) -> float:
 
 
 def _shaker_component(power: np.ndarray, bpm: float, cfg: ScoreConfig) -> float:
-    band = power[:, _bins(*cfg.shaker_band_hz)].sum(axis=1)
+    band = power[:, band_bins(*cfg.shaker_band_hz, BIN_HZ)].sum(axis=1)
     if band.sum() <= 1e-6 * power.sum() or band.size < 8:
         return 0.0
     acf = _autocorrelation(np.sqrt(band))
@@ -143,8 +141,8 @@ def _shaker_component(power: np.ndarray, bpm: float, cfg: ScoreConfig) -> float:
 
 
 def _low_end_component(power: np.ndarray, cfg: ScoreConfig) -> float:
-    low = float(power[:, _bins(*LOW_END_HZ)].sum())
-    rest = float(power[:, _bins(LOW_END_HZ[1] + BIN_HZ, SCORE_SR / 2)].sum())
+    low = float(power[:, band_bins(*LOW_END_HZ, BIN_HZ)].sum())
+    rest = float(power[:, band_bins(LOW_END_HZ[1] + BIN_HZ, SCORE_SR / 2, BIN_HZ)].sum())
     if low <= 0 or rest <= 0:
         return 0.0
     balance = 10.0 * np.log10(low / rest)
@@ -156,22 +154,43 @@ def _low_end_component(power: np.ndarray, cfg: ScoreConfig) -> float:
 def _keys_component(audio: np.ndarray, cfg: ScoreConfig) -> float:
     power = stft_power(audio, KEYS_WINDOW, KEYS_HOP)
     bin_hz = KEYS_SR / KEYS_WINDOW
-    band = _bins(*cfg.keys_band_hz, bin_hz=bin_hz)
-    db = power_db(power[:, band])
+    band = band_bins(*cfg.keys_band_hz, bin_hz)
     level = power_db(power[:, band].sum(axis=1))
     sounding = level >= max(float(level.max()) - 40.0, -40.0)
     if not sounding.any():
         return 0.0
-    centre = db[:, 1:-1]
-    is_peak = (centre > db[:, :-2]) & (centre >= db[:, 2:])
-    median = np.median(db, axis=1, keepdims=True)
-    strong = is_peak & (centre >= median + KEYS_PEAK_OVER_MEDIAN_DB) \
-        & (centre >= centre.max(axis=1, keepdims=True) - KEYS_PEAK_RANGE_DB)
-    freqs = (np.arange(band.start + 1, band.start + 1 + centre.shape[1])) * bin_hz
-    pitch_class = np.round(12 * np.log2(freqs / 440.0)).astype(int) % 12
-    classes = np.zeros((centre.shape[0], 12), dtype=bool)
-    rows, cols = np.nonzero(strong)
-    classes[rows, pitch_class[cols]] = True
-    chord = classes.sum(axis=1) >= 3
-    fraction = float(chord[sounding].mean())
-    return float(min(1.0, fraction / cfg.keys_full_fraction))
+    chord = _chord_frames(power, band, bin_hz) & sounding
+    return float(min(1.0, float(chord[sounding].mean()) / cfg.keys_full_fraction))
+
+
+def _chord_frames(power: np.ndarray, band: slice, bin_hz: float) -> np.ndarray:
+    """Per frame: do 3+ pitch classes sound as separate notes in `band`?
+
+    A note is a clear spectral peak in the band (`KEYS_PEAK_OVER_MEDIAN_DB` over the band's median, within
+    `KEYS_PEAK_RANGE_DB` of its strongest) that is not a harmonic of a louder, lower peak: a single note's
+    partials (2f, 3f, 5f: octave, fifth, third) would otherwise spell a chord, so a lone sawtooth bass or
+    piano note would score as keys.
+    """
+    wide = slice(max(1, min(band.start, int(np.ceil(KEYS_LOWEST_ROOT_HZ / bin_hz)))), band.stop)
+    db = power_db(power[:, wide])
+    in_band = np.arange(wide.start + 1, wide.stop - 1) >= band.start  # per peak position (centre bins)
+    left, centre, right = db[:, :-2], db[:, 1:-1], db[:, 2:]
+    is_peak = (centre > left) & (centre >= right)
+    median = np.median(db[:, np.arange(wide.start, wide.stop) >= band.start], axis=1, keepdims=True)
+    tonal = is_peak & (centre >= median + KEYS_PEAK_OVER_MEDIAN_DB)
+    band_max = np.where(in_band, centre, -np.inf).max(axis=1, keepdims=True)
+    strong = tonal & in_band & (centre >= band_max - KEYS_PEAK_RANGE_DB)
+    curvature = left - 2 * centre + right
+    offset = np.where(curvature < 0, 0.5 * (left - right) / np.where(curvature < 0, curvature, -1.0), 0.0)
+    freqs = (np.arange(wide.start + 1, wide.stop - 1) + offset) * bin_hz  # parabolic peak frequency
+    chord = np.zeros(power.shape[0], dtype=bool)
+    for row in np.nonzero(strong.sum(axis=1) >= 3)[0]:
+        peaks = np.nonzero(tonal[row])[0]  # ascending frequency; roots below the band count too
+        f, loudness = freqs[row, peaks], centre[row, peaks]
+        ratio = f[None, :] / f[:, None]  # [root, peak]
+        multiple = np.round(ratio)
+        harmonic = ((multiple >= 2) & (np.abs(ratio - multiple) <= HARMONIC_TOLERANCE * multiple)
+                    & (loudness[:, None] >= loudness[None, :])).any(axis=0)
+        notes = f[strong[row, peaks] & ~harmonic]
+        chord[row] = np.unique(np.round(12 * np.log2(notes / 440.0)).astype(int) % 12).size >= 3
+    return chord

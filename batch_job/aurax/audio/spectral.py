@@ -44,6 +44,11 @@ def stft_power(x: np.ndarray, n_window: int, hop: int, n_fft: int | None = None)
     return (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
 
 
+def band_bins(low_hz: float, high_hz: float, bin_hz: float) -> slice:
+    """The spectrum bins whose centres lie in [low_hz, high_hz]."""
+    return slice(int(np.ceil(low_hz / bin_hz)), int(np.floor(high_hz / bin_hz)) + 1)
+
+
 def power_db(power: np.ndarray, floor: float = 1e-12) -> np.ndarray:
     return 10.0 * np.log10(np.maximum(power, floor))
 

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aurax_contracts import parse_run_config
+    from aurax_contracts import JobExit, parse_run_config
 
     from .. import storage
     from ..audio.config import load_analysis_config
@@ -44,4 +44,4 @@ def run(args: argparse.Namespace) -> int:
                             checkpoint_uri=args.checkpoint_uri, analysis=analysis)
     print(f"treatment {report.treatment.authentic}/{report.treatment.clips} authentic vs control "
           f"{report.control.authentic}/{report.control.clips} (p = {report.comparison.p_value:.4g})")
-    return 0
+    return JobExit.SUCCEEDED

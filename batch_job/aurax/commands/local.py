@@ -15,14 +15,16 @@ EXAMPLES = """examples:
   aurax local --keep ./run1 --json # keep logs, checkpoints, metrics and reports; print JSON
 
 Deploys template.yaml into moto, runs the real state machine, Lambda handlers and `aurax job` commands
-(tiny MusicGen, synthetic MagnaTagATune, 2 epochs, decision after the first). Needs the [dev] extra.
+(tiny MusicGen, synthetic MagnaTagATune, 2 epochs, decision after the first). Without --keep, the HTML
+reports and the logs are copied to ./aurax-local-<run id>/. Needs the [dev] extra (moto, aws-sam-translator).
 exit codes: 0 the run reached its expected end (GO promoted / NO-GO stopped), 1 it did not."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
         "local", help="run the whole pipeline locally (emulated AWS) to a go/no-go decision",
-        description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description="Run the whole pipeline on this machine, in an embedded AWS emulation, to a go/no-go "
+                    "decision.", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", choices=("go", "no-go"), default="go",
                         help="go: thresholds the tiny run passes; no-go: thresholds it cannot pass")
     parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
@@ -110,9 +112,8 @@ def _summary(result: Any, expected: str) -> None:
     print(f"\n{'OK' if ok else 'UNEXPECTED'}: run {result.run_id} ended in {result.end_state} "
           f"({result.execution_status}{', ' + result.error if result.error else ''}) after {result.seconds:.0f} s",
           file=out)
-    if result.decision:
-        d = result.decision
-        print(f"decision: {d['outcome']} at epoch {d['epoch']}", file=out)
+    for d in result.decisions:
+        print(f"decision at the {d['point']} point: {d['outcome']}", file=out)
         for c in d.get("criteria", []):
             print(f"  {'pass' if c['passed'] else 'FAIL'}  {c['name']} {c['value']} {c['comparison']} "
                   f"{c['threshold']}", file=out)

@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = run_preflight(config_uri=args.config, dataset_uri=args.dataset_uri, require_gpu=args.require_gpu,
                            analysis=load_analysis_config(args.analysis_config),
-                           min_gpu_memory_gib=args.min_gpu_memory_gib or DEFAULT_MIN_GPU_MEMORY_GIB)
+                           min_gpu_memory_gib=DEFAULT_MIN_GPU_MEMORY_GIB if args.min_gpu_memory_gib is None
+                           else args.min_gpu_memory_gib)
     print(json.dumps(report.to_json(), indent=2) if args.json else report.render())
     return int(JobExit.SUCCEEDED if report.passed else JobExit.PREFLIGHT_FAILED)

@@ -10,6 +10,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,37 +62,38 @@ def download(url: str, dest: Path, expected_size: int | None = None, policy: Ret
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".part")
-    http = session or requests.Session()
-    last_problem = "no attempt made"
-    for attempt in range(policy.attempts):
-        if attempt:
-            wait = policy.delay(attempt - 1)
-            log.warning("%s: %s; retrying in %.0f s (attempt %d of %d)", url, last_problem, wait, attempt + 1,
-                        policy.attempts)
-            policy.sleep(wait)
-        try:
-            total = _fetch_once(http, url, partial, policy)
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            last_problem = f"connection lost at byte {_size(partial)} ({type(exc).__name__})"
-            continue
-        except _ServerError as exc:
-            last_problem = str(exc)
-            continue
-        got = _size(partial)
-        if got < total:
-            last_problem = f"connection closed early at byte {got} of {total}"
-            continue
-        if got > total:
-            partial.unlink()
-            last_problem = f"received {got} bytes but the server says the file has {total}; restarting"
-            continue
-        if expected_size is not None and total != expected_size:
-            partial.unlink()
-            raise DownloadError(f"{url} has {total} bytes but {expected_size} are expected; the remote file "
-                                "is not the published one: check the source URI", transient=False)
-        partial.replace(dest)
-        log.info("downloaded %s (%d bytes)", dest.name, total)
-        return dest
+    # A session made here is closed here (its pooled connection with it); a caller's stays open.
+    with (nullcontext(session) if session else requests.Session()) as http:
+        last_problem = "no attempt made"
+        for attempt in range(policy.attempts):
+            if attempt:
+                wait = policy.delay(attempt - 1)
+                log.warning("%s: %s; retrying in %.0f s (attempt %d of %d)", url, last_problem, wait,
+                            attempt + 1, policy.attempts)
+                policy.sleep(wait)
+            try:
+                total = _fetch_once(http, url, partial, policy)
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                last_problem = f"connection lost at byte {_size(partial)} ({type(exc).__name__})"
+                continue
+            except _ServerError as exc:
+                last_problem = str(exc)
+                continue
+            got = _size(partial)
+            if got < total:
+                last_problem = f"connection closed early at byte {got} of {total}"
+                continue
+            if got > total:
+                partial.unlink()
+                last_problem = f"received {got} bytes but the server says the file has {total}; restarting"
+                continue
+            if expected_size is not None and total != expected_size:
+                partial.unlink()
+                raise DownloadError(f"{url} has {total} bytes but {expected_size} are expected; the remote file "
+                                    "is not the published one: check the source URI", transient=False)
+            partial.replace(dest)
+            log.info("downloaded %s (%d bytes)", dest.name, total)
+            return dest
     raise DownloadError(f"{url}: gave up after {policy.attempts} attempts ({last_problem}); {_size(partial)} bytes "
                         f"are kept in {partial} and the next run resumes from there", transient=True)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
@@ -49,6 +50,11 @@ class Ranking:
     """Clips not eligible, by reason (excluded-folder, excluded-tag, below-min-score)."""
     known_broken: tuple[AnnotatedClip, ...]
     """Clips that would have been eligible but are known not to decode."""
+
+
+def min_clips(rules: DatasetSelection) -> int:
+    """The fewest clips a dataset for `rules` may hold: the target less its tolerance (at least one)."""
+    return max(1, math.ceil(rules.target_clips * (1 - rules.target_tolerance) - 1e-9))
 
 
 def check_rule_tags(rules: DatasetSelection, tags: tuple[str, ...]) -> None:

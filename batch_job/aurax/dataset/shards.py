@@ -82,17 +82,22 @@ def load_split(dataset_uri: str, split: str, cache_dir: Path | None = None) -> t
     With `cache_dir`, shards are kept there (verified) so a resumed job does not download them again.
     """
     manifest, _ = load_manifest(dataset_uri)
+    rebuild = (f"re-run `aurax job prepare --dataset-uri {dataset_uri}` with this run's config: it rebuilds a "
+               "dataset whose shards are missing or damaged")
     clips: list[Clip] = []
     for shard in manifest.shards:
         if shard.split != split:
             continue
         cached = cache_dir / manifest.fingerprint[:16] / shard.name if cache_dir else None
-        data = cached.read_bytes() if cached and cached.is_file() else storage.read_bytes(join(dataset_uri, shard.name))
+        try:
+            data = cached.read_bytes() if cached and cached.is_file() else \
+                storage.read_bytes(join(dataset_uri, shard.name))
+        except storage.StorageError as exc:
+            raise InputError(f"shard {shard.name} of {dataset_uri} cannot be read ({exc}); {rebuild}") from exc
         if hashlib.sha256(data).hexdigest() != shard.sha256:
             if cached:
                 cached.unlink(missing_ok=True)
-            raise InputError(f"shard {shard.name} of {dataset_uri} does not match its manifest hash; "
-                             "re-run `aurax job prepare` to rebuild the dataset")
+            raise InputError(f"shard {shard.name} of {dataset_uri} does not match its manifest hash; {rebuild}")
         if cached and not cached.is_file():
             cached.parent.mkdir(parents=True, exist_ok=True)
             cached.write_bytes(data)

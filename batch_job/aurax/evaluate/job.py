@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 import torch
-from aurax_contracts import (ArmSummary, CheckpointManifest, ClipScore, Comparison, EvalReport, Provenance,
-                             RunConfig, parse_metric_line)
+from aurax_contracts import (ArmSummary, CheckpointManifest, ClipScore, Comparison, ContractError, EvalReport,
+                             Provenance, RunConfig, parse_metric_line)
 from aurax_contracts.layout import CHECKPOINTS_DIR, METRICS_DIR, join
 from aurax_contracts.metrics import Heartbeat, TrainStep, ValLoss, utc_now
 from pydantic import ValidationError
@@ -184,6 +184,11 @@ def run_evaluation(config: RunConfig, *, run_uri: str, dataset_uri: str, point: 
                    load_treatment: TreatmentLoader = _default_treatment_loader,
                    device: torch.device | None = None) -> EvalReport:
     analysis = analysis or AnalysisConfig()
+    if config.evaluation.clip_seconds < analysis.detector.min_seconds:  # refuse before paying for generation
+        raise ContractError("run config", [
+            f"evaluation.clip_seconds {config.evaluation.clip_seconds:g} is shorter than the "
+            f"{analysis.detector.min_seconds:g} s the log-drum detector needs; fix: raise "
+            "evaluation.clip_seconds (10 s or more gives the tempo and groove measures room)"])
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     checkpoint_uri = checkpoint_uri or join(run_uri, CHECKPOINTS_DIR)
     out_uri = eval_uri(run_uri, point)

@@ -15,6 +15,7 @@ import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Self
 
 import requests
 
@@ -82,7 +83,7 @@ class _Forwarder(BaseHTTPRequestHandler):
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _forward
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: object) -> None:
         logger.debug("endpoint: " + format, *args)
 
 
@@ -99,7 +100,7 @@ class EmulatorEndpoint:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def __enter__(self) -> EmulatorEndpoint:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

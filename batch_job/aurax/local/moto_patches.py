@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
-from typing import IO, Any, Literal, NamedTuple
+from typing import IO, Any, Literal, NamedTuple, Self
 from unittest import mock
 from urllib.parse import quote_plus
 
@@ -189,8 +189,8 @@ class _BatchJobs:
         parameters = {k: str(v) for k, v in {**(definition.parameters or {}), **(job.parameters or {})}.items()}
         command = resolve_command(list(overrides.get("command") or container.get("command") or []), parameters)
         timeout = (job.timeout or definition.timeout or {}).get("attemptDurationSeconds")
-        spec = dict(environment=environment, parameters=parameters, command=command,
-                    timeout_seconds=int(timeout) if timeout else None)
+        spec = {"environment": environment, "parameters": parameters, "command": command,
+                "timeout_seconds": int(timeout) if timeout else None}
         thread = threading.Thread(target=self._run, args=(job, spec), name=f"aurax-batch-{job.job_name}",
                                   daemon=True)
         self._jobs.append(job)
@@ -363,6 +363,40 @@ def _environment(variables: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+class _LogRouter(io.TextIOBase):
+    """The stdout a handler runs with when logs go to files: writes go to the log file of the function being
+    invoked. Powertools binds its logging handler to stdout once per service name, at the first import, and
+    every function shares the service name: binding it to this one long-lived router sends each line to the
+    right function's file (and to the real stdout outside any invocation)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._target: IO[str] | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        (self._target or sys.__stdout__).write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        (self._target or sys.__stdout__).flush()
+
+    @contextmanager
+    def to(self, target: IO[str]) -> Iterator[None]:
+        """Route stdout to `target` (callers hold the invocation lock, so one target at a time)."""
+        self._target = target
+        try:
+            with redirect_stdout(self):
+                yield
+        finally:
+            self._target = None
+
+
+_LOG_ROUTER = _LogRouter()
+
+
 class _InProcessLambda:
     """Runs the deployed code of a moto Lambda function in this process.
 
@@ -387,9 +421,8 @@ class _InProcessLambda:
             log.close()
         self._workdir.cleanup()
 
-    def _stdout(self, function_name: str) -> IO[str] | None:
-        """The function's log file (its CloudWatch log group, locally), when logs go to files. Powertools binds
-        its logger to stdout when the module is imported, so the import runs with stdout redirected too."""
+    def _log_file(self, function_name: str) -> IO[str] | None:
+        """The function's log file (its CloudWatch log group, locally), when logs go to files."""
         if self._log_dir is None:
             return None
         if function_name not in self._logs:
@@ -457,13 +490,13 @@ class _InProcessLambda:
                "AWS_REGION": fn.region}
         started = time.monotonic()
         error: BaseException | None = None
-        stdout = self._stdout(fn.function_name)
-        with self._lock, _environment(env), redirect_stdout(stdout) if stdout else nullcontext():
+        log_file = self._log_file(fn.function_name)
+        with self._lock, _environment(env), _LOG_ROUTER.to(log_file) if log_file else nullcontext():
             try:
                 handler = self._handler(fn)
                 context = LambdaContext(fn.function_name, fn.function_arn, int(fn.memory_size), int(fn.timeout))
                 payload = json.dumps(handler(event, context)).encode("utf-8")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any handler error is the function's error, as on Lambda
                 error = exc
                 logger.warning("Lambda %s raised %s: %s", fn.function_name, type(exc).__name__, exc)
                 response_headers["x-amz-function-error"] = "Unhandled"
@@ -582,7 +615,7 @@ class LocalAwsPatches:
     def batch_attempts(self) -> list[BatchAttemptRecord]:
         return self.batch.attempts
 
-    def __enter__(self) -> LocalAwsPatches:
+    def __enter__(self) -> Self:
         from moto.awslambda.models import LambdaFunction
         from moto.awslambda_simple.models import LambdaSimpleBackend
         from moto.batch.models import Job
@@ -591,8 +624,12 @@ class LocalAwsPatches:
         from moto.s3 import notifications
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
         from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-            state_task_service_batch, state_task_service_callback)
-        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+            state_task_service_batch,
+            state_task_service_callback,
+        )
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
+            WaitFunction,
+        )
 
         batch, lambdas = self.batch, self.lambdas
 

@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,16 +32,16 @@ from typing import Any, Literal
 from unittest import mock
 
 import boto3
-
 from aurax_contracts import TINY_MODEL_ID, RunConfig
 from aurax_contracts.config import DEFAULT_PROMPTS
 
-from ..ops.report import FetchedReports, NoReport, fetch_reports
+from ..ops.report import NoReport, fetch_reports
 from ..ops.stack_outputs import StackOutputs
 from ..ops.start import start_run
 from ..ops.status import RunStatusView, UnknownRun, load_status
 from .batch_runner import SubprocessRunner
-from .moto_patches import MOTO_CONFIG, BatchJobRun, patched_moto
+from .endpoint import EmulatorEndpoint
+from .moto_patches import MOTO_CONFIG, BatchJobRun, LocalAwsPatches, patched_moto
 from .stack import REGION, LocalStack, deploy
 from .synthetic_mtat import eligible, write_mtat
 
@@ -87,7 +87,8 @@ class SpotInterruption:
     """(bucket, key prefix) of the run's checkpoints."""
     slow_step_seconds: float = 0.4
     fired: threading.Event = field(default_factory=threading.Event)
-    _target: tuple[str, int] | None = None
+    target: tuple[str, int] | None = field(default=None, init=False)
+    """(job id, attempt) of the attempt to reclaim, once it started."""
 
     @staticmethod
     def _is_train(run: BatchJobRun) -> bool:
@@ -95,12 +96,12 @@ class SpotInterruption:
 
     def environment(self, run: BatchJobRun) -> dict[str, str]:
         if self._is_train(run) and not self.fired.is_set() and run.attempt == 1:
-            self._target = (run.job_id, run.attempt)
+            self.target = (run.job_id, run.attempt)
             return {"AURAX_FAULT_SLOW_STEP_SECONDS": str(self.slow_step_seconds)}
         return {}
 
     def __call__(self, run: BatchJobRun) -> bool:
-        if self.fired.is_set() or self._target != (run.job_id, run.attempt):
+        if self.fired.is_set() or self.target != (run.job_id, run.attempt):
             return False
         bucket, prefix = self.checkpoints_prefix
         s3 = boto3.client("s3", region_name=REGION)
@@ -135,8 +136,8 @@ class LocalResult:
     execution_status: str
     end_state: str
     error: str | None
-    decision: dict[str, Any] | None
-    """The decision at the decision epoch (and the final one, for GO, under `final`)."""
+    decisions: list[dict[str, Any]]
+    """The `Decision`s made, in order: at the decision epoch, then (after GO) the final one."""
     reports: list[Path]
     alerts: list[dict[str, Any]]
     events: list[dict[str, Any]]
@@ -145,19 +146,21 @@ class LocalResult:
     """Every Lambda invocation that raised, as `function: ErrorType: message` (some are expected, e.g. a
     BadConfigError the state machine catches)."""
     workdir: Path
-    seconds: float
+    """Where the artefacts are: the --keep folder, or the folder the reports and logs were copied to."""
     logs: Path
-    deploy_seconds: float = 0.0
+    seconds: float
+    deploy_seconds: float
     """Deploying the template into the emulation (translate, create the stack, the state machine)."""
 
     @property
     def outcome(self) -> str | None:
-        return None if self.decision is None else self.decision.get("outcome")
+        """GO or NO-GO at the decision epoch (None when the run stopped before it)."""
+        return self.decisions[0]["outcome"] if self.decisions else None
 
     def to_json(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "variant": self.variant, "execution_status": self.execution_status,
                 "end_state": self.end_state, "error": self.error, "outcome": self.outcome,
-                "decision": self.decision, "reports": [str(p) for p in self.reports], "alerts": self.alerts,
+                "decisions": self.decisions, "reports": [str(p) for p in self.reports], "alerts": self.alerts,
                 "events": self.events, "batch_attempts": self.batch_attempts,
                 "handler_errors": self.handler_errors, "workdir": str(self.workdir),
                 "logs": str(self.logs), "seconds": round(self.seconds, 1),
@@ -245,6 +248,81 @@ def _export_bucket(s3: Any, bucket: str, folder: Path) -> None:
                 s3.download_file(bucket, item["Key"], str(target))
 
 
+@dataclass
+class _Emulation:
+    """The deployed emulation of one local run."""
+
+    workdir: Path
+    stack: LocalStack
+    outputs: StackOutputs
+    patches: LocalAwsPatches
+    runner: SubprocessRunner
+    subscribers: _Subscribers
+    deploy_seconds: float
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=REGION)
+
+
+@contextmanager
+def _emulation(workdir: Path, template: Path) -> Iterator[_Emulation]:
+    """moto, the endpoint for the jobs, the patches, the deployed stack and the subscribers."""
+    with _mock_aws(), EmulatorEndpoint() as endpoint:
+        runner = SubprocessRunner(endpoint.url, workdir / "logs", scratch_dir=workdir / "scratch", extra_env={
+            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "AURAX_DEVICE": "cpu",
+            "AURAX_IMDS_ENDPOINT": "off"})  # a laptop has no instance metadata service
+        with patched_moto(runner, lambda_log_dir=workdir / "logs" / "lambda") as patches:
+            started = time.monotonic()
+            stack = deploy(template)
+            deploy_seconds = time.monotonic() - started
+            outputs = StackOutputs.load(stack.name, boto3.client("cloudformation", region_name=REGION))
+            yield _Emulation(workdir, stack, outputs, patches, runner, _Subscribers(outputs), deploy_seconds)
+
+
+def _upload_mtat(em: _Emulation, folder: Path) -> str:
+    s3 = em.client("s3")
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            s3.upload_file(str(path), em.outputs.data_bucket, f"{MTAT_PREFIX}/{path.relative_to(folder).as_posix()}")
+    return f"s3://{em.outputs.data_bucket}/{MTAT_PREFIX}"
+
+
+def _watch(em: _Emulation, run_id: str, execution_arn: str, deadline: float, schedule_every_s: float,
+           progress: Callable[[Progress], None] | None, started: float) -> tuple[dict[str, Any], list[dict[str, Any]],
+                                                                                   list[dict[str, Any]]]:
+    """Poll the execution to its end, firing the schedules and reporting progress; returns the execution's
+    description and every alert and event received."""
+    sfn, ddb, lam = em.client("stepfunctions"), em.client("dynamodb"), em.client("lambda")
+    alerts: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    last_schedule = 0.0
+    while True:
+        described = sfn.describe_execution(executionArn=execution_arn)
+        if time.monotonic() - last_schedule >= schedule_every_s:
+            last_schedule = time.monotonic()
+            for logical_id in em.stack.schedules:
+                lam.invoke(FunctionName=em.stack.functions[logical_id], InvocationType="Event",
+                           Payload=_scheduled_event(f"aurax-local-{logical_id}"))
+        new_alerts, new_events = em.subscribers.alerts(), em.subscribers.events()
+        alerts += new_alerts
+        events += new_events
+        if progress is not None:
+            try:
+                view: RunStatusView | None = load_status(em.outputs, run_id, ddb=ddb, sfn=sfn)
+            except UnknownRun:
+                view = None
+            progress(Progress(time.monotonic() - started, _current_state(sfn, execution_arn), view,
+                              _running_job(em.client("batch"), em.stack), new_alerts, new_events))
+        if described["status"] != "RUNNING":
+            em.patches.batch.wait(30)
+            return described, alerts + em.subscribers.alerts(), events + em.subscribers.events()
+        if time.monotonic() > deadline:
+            sfn.stop_execution(executionArn=execution_arn, error="LocalTimeout",
+                               cause="aurax local gave up waiting for the run; see the job logs")
+            continue
+        time.sleep(0.5)
+
+
 def run_local(variant: Variant = "go", *, keep: Path | None = None, report_dir: Path | None = None,
               template: Path | None = None, interrupt: bool = True, timeout_s: float = 900.0,
               schedule_every_s: float = 5.0, progress: Callable[[Progress], None] | None = None) -> LocalResult:
@@ -252,97 +330,43 @@ def run_local(variant: Variant = "go", *, keep: Path | None = None, report_dir: 
 
     With `keep`, everything stays in that folder: logs, the synthetic MTAT, the job scratch space, the
     emulated bucket (`bucket/`: dataset, checkpoints, metrics, reports) and the fetched reports. Without it, the
-    work happens in a temporary folder and only the HTML reports are kept, in `report_dir` (default
-    `./aurax-local-<run id>`)."""
+    work happens in a temporary folder and only the HTML reports and the logs are kept, in `report_dir`
+    (default `./aurax-local-<run id>`)."""
     started = time.monotonic()
     run_id = f"local-{variant}-{datetime.now(UTC):%Y%m%d%H%M%S}"
-    with _workdir(keep) as workdir, ExitStack() as stack:
-        mtat = workdir / "mtat"
-        clips = write_mtat(mtat)
-        stack.enter_context(_mock_aws())
-        from .endpoint import EmulatorEndpoint
-
-        endpoint = stack.enter_context(EmulatorEndpoint())
-        runner = SubprocessRunner(endpoint.url, workdir / "logs", scratch_dir=workdir / "scratch", extra_env={
-            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "AURAX_DEVICE": "cpu",
-            "AURAX_IMDS_ENDPOINT": "off"})
-        patches = stack.enter_context(patched_moto(runner, lambda_log_dir=workdir / "logs" / "lambda"))
-        deploy_started = time.monotonic()
-        deployed = deploy(template or default_template())
-        deploy_seconds = time.monotonic() - deploy_started
-        outputs = StackOutputs.load(deployed.name, boto3.client("cloudformation", region_name=REGION))
-        subscribers = _Subscribers(outputs)
-        s3 = boto3.client("s3", region_name=REGION)
-        for path in sorted(mtat.rglob("*")):
-            if path.is_file():
-                s3.upload_file(str(path), outputs.data_bucket, f"{MTAT_PREFIX}/{path.relative_to(mtat).as_posix()}")
-        config = local_config(run_id, variant, f"s3://{outputs.data_bucket}/{MTAT_PREFIX}", eligible(clips))
-        if interrupt:
-            spot = SpotInterruption((outputs.data_bucket, f"runs/{run_id}/checkpoints"))
-            runner.interrupt, runner.attempt_env = spot, spot.environment
-        sfn = boto3.client("stepfunctions", region_name=REGION)
-        ddb, batch = boto3.client("dynamodb", region_name=REGION), boto3.client("batch", region_name=REGION)
-        lam = boto3.client("lambda", region_name=REGION)
-        execution = start_run(outputs, config, s3=s3, sfn=sfn)
-
-        alerts: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
-        last_schedule = 0.0
-        while True:
-            described = sfn.describe_execution(executionArn=execution.execution_arn)
-            if time.monotonic() - last_schedule >= schedule_every_s:
-                last_schedule = time.monotonic()
-                for logical_id in deployed.schedules:
-                    lam.invoke(FunctionName=deployed.functions[logical_id], InvocationType="Event",
-                               Payload=_scheduled_event(f"aurax-local-{logical_id}"))
-            new_alerts, new_events = subscribers.alerts(), subscribers.events()
-            alerts += new_alerts
-            events += new_events
-            if progress is not None:
-                try:
-                    view: RunStatusView | None = load_status(outputs, run_id, ddb=ddb, sfn=sfn)
-                except UnknownRun:
-                    view = None
-                progress(Progress(time.monotonic() - started, _current_state(sfn, execution.execution_arn),
-                                  view, _running_job(batch, deployed), new_alerts, new_events))
-            if described["status"] != "RUNNING":
-                break
-            if time.monotonic() - started > timeout_s:
-                sfn.stop_execution(executionArn=execution.execution_arn, error="LocalTimeout",
-                                   cause=f"aurax local gave up after {timeout_s:.0f} s")
-                continue
-            time.sleep(0.5)
-        patches.batch.wait(30)
-        alerts += subscribers.alerts()
-        events += subscribers.events()
-        if keep is not None:
-            _export_bucket(s3, outputs.data_bucket, workdir / "bucket")
-        reports_root = workdir / "reports" if keep is not None else (report_dir or Path.cwd() / f"aurax-local-{run_id}")
-        try:
-            fetched: FetchedReports | None = fetch_reports(outputs, run_id, reports_root, s3=s3)
-        except NoReport:
-            fetched = None
-        logs = workdir / "logs"
-        if keep is None and logs.is_dir():  # the job logs are small and say why a job failed: keep them
-            shutil.copytree(logs, reports_root / "logs", dirs_exist_ok=True)
-            logs = reports_root / "logs"
-        decisions = [e["detail"]["decision"] for e in events if e["detail_type"] == "AURA-X Decision"]
-        decision = None
-        if decisions:
-            decision = dict(decisions[0])
-            if len(decisions) > 1:
-                decision["final"] = decisions[-1]
-        return LocalResult(
-            run_id=run_id, variant=variant, execution_status=described["status"],
-            end_state=_current_state(sfn, execution.execution_arn), error=described.get("error"),
-            decision=decision, reports=fetched.reports if fetched else [], alerts=alerts, events=events,
-            batch_attempts=[{"job": a.job_name, "attempt": a.attempt, "exit_code": a.result.exit_code,
-                             "status_reason": a.result.status_reason, "seconds": round(a.seconds, 1)}
-                            for a in patches.batch_attempts],
-            handler_errors=[f"{i.function_name}: {i.error_type}: {i.error_message}"
-                            for i in patches.lambda_invocations if i.error_type],
-            workdir=workdir if keep is not None else reports_root, seconds=time.monotonic() - started, logs=logs,
-            deploy_seconds=deploy_seconds)
+    with _workdir(keep) as workdir:
+        clips = write_mtat(workdir / "mtat")
+        with _emulation(workdir, template or default_template()) as em:
+            config = local_config(run_id, variant, _upload_mtat(em, workdir / "mtat"), eligible(clips))
+            if interrupt:
+                spot = SpotInterruption((em.outputs.data_bucket, f"runs/{run_id}/checkpoints"))
+                em.runner.interrupt, em.runner.attempt_env = spot, spot.environment
+            execution = start_run(em.outputs, config, s3=em.client("s3"), sfn=em.client("stepfunctions"))
+            described, alerts, events = _watch(em, run_id, execution.execution_arn, started + timeout_s,
+                                               schedule_every_s, progress, started)
+            s3 = em.client("s3")
+            if keep is not None:
+                _export_bucket(s3, em.outputs.data_bucket, workdir / "bucket")
+            kept = workdir if keep is not None else (report_dir or Path.cwd() / f"aurax-local-{run_id}")
+            try:
+                reports = fetch_reports(em.outputs, run_id, kept / "reports", s3=s3).reports
+            except NoReport:
+                reports = []
+            if keep is None and (workdir / "logs").is_dir():  # small, and they say why a job failed
+                shutil.copytree(workdir / "logs", kept / "logs", dirs_exist_ok=True)
+            return LocalResult(
+                run_id=run_id, variant=variant, execution_status=described["status"],
+                end_state=_current_state(em.client("stepfunctions"), execution.execution_arn),
+                error=described.get("error"),
+                decisions=[e["detail"]["decision"] for e in events if e["detail_type"] == "AURA-X Decision"],
+                reports=reports, alerts=alerts, events=events,
+                batch_attempts=[{"job": a.job_name, "attempt": a.attempt, "exit_code": a.result.exit_code,
+                                 "status_reason": a.result.status_reason, "seconds": round(a.seconds, 1)}
+                                for a in em.patches.batch_attempts],
+                handler_errors=[f"{i.function_name}: {i.error_type}: {i.error_message}"
+                                for i in em.patches.lambda_invocations if i.error_type],
+                workdir=kept, logs=kept / "logs", seconds=time.monotonic() - started,
+                deploy_seconds=em.deploy_seconds)
 
 
 #: The process environment of the emulation: its region, fake credentials, and nothing that could reach a

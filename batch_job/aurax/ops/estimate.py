@@ -124,12 +124,14 @@ def estimate(config: RunConfig, *, samples_per_second: float | None = None,
 
 def render(e: Estimate) -> str:
     width = max(len(p.name) for p in e.phases)
-    lines = [f"run {e.run_id}: {e.train_clips} training clips, {e.steps_per_epoch} steps/epoch, "
-             f"{e.samples_per_second:.2f} samples/s", ""]
+    header = (f"run {e.run_id}: {e.train_clips} training clips, {e.steps_per_epoch} steps/epoch, "
+              f"{e.samples_per_second:.2f} samples/s")
+    lines = [header, ""]
     lines += [f"  {p.name:<{width}}  {p.hours:7.1f} h  ${p.usd:8.2f}   {p.detail}" for p in e.phases]
-    lines += [f"  {'storage (S3)':<{width}}  {'':7}    ${e.storage_usd:8.2f}", "",
-              f"  total {e.total_hours:.1f} h, ${e.total_usd:.2f} of the ${e.budget_usd:g} budget"
-              f" ({'within' if e.within_budget else 'OVER'} budget); a NO-GO at the decision costs "
-              f"about ${e.decision_usd:.2f}", "", "assumed figures (replace with measurements):"]
+    total = (f"  total {e.total_hours:.1f} h, ${e.total_usd:.2f} of the ${e.budget_usd:g} budget "
+             f"({'within' if e.within_budget else 'OVER'} budget); a NO-GO at the decision costs about "
+             f"${e.decision_usd:.2f}")
+    lines += [f"  {'storage (S3)':<{width}}  {'':7}    ${e.storage_usd:8.2f}", "", total, "",
+              "assumed figures (replace with measurements):"]
     lines += [f"  - {a}" for a in e.assumptions]
     return "\n".join(lines)

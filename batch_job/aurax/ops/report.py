@@ -44,7 +44,7 @@ def fetch_reports(stack: StackOutputs, run_id: str, out_dir: Path, *, s3: Any) -
         raise NoReport(f"no run {run_id!r} in s3://{stack.data_bucket}/{run_prefix}; check the run id "
                        "(`aurax status` lists the latest run)")
     report_dirs = sorted({k.rsplit("/", 1)[0] for k in everything if k.endswith(".html")
-                          and (k.startswith(run_prefix + "eval/") or k.startswith(run_prefix + "reports/"))})
+                          and k.startswith((run_prefix + "eval/", run_prefix + "reports/"))})
     if not report_dirs:
         raise NoReport(f"run {run_id!r} has no report yet: the evaluation at the decision epoch writes "
                        f"{join(layout.eval_uri('decision'), 'report.html')}, and an aborted run "

@@ -104,15 +104,17 @@ def known_runs(ddb: Any, table: str, limit: int = 20) -> list[str]:
 
 
 def latest_execution(sfn: Any, state_machine_arn: str, run_id: str | None) -> tuple[str, ExecutionInfo] | None:
-    """The newest execution (of `run_id`, or of any run) with its run id."""
-    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=state_machine_arn):
-        for execution in sorted(page["executions"], key=lambda e: e["startDate"], reverse=True):
-            described = sfn.describe_execution(executionArn=execution["executionArn"])
-            execution_run = json.loads(described.get("input") or "{}").get("run_id")
-            if run_id is None or execution_run == run_id:
-                return execution_run, ExecutionInfo(described["executionArn"], described["status"],
-                                                    described["startDate"], described.get("stopDate"),
-                                                    described.get("error"), described.get("cause"))
+    """The newest execution (of `run_id`, or of any run) with its run id. `aurax start` names executions
+    `<run_id>-<time>`, so only matching names are described."""
+    executions = [e for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=state_machine_arn)
+                  for e in page["executions"] if run_id is None or e["name"].startswith(f"{run_id}-")]
+    for execution in sorted(executions, key=lambda e: e["startDate"], reverse=True):
+        described = sfn.describe_execution(executionArn=execution["executionArn"])
+        execution_run = json.loads(described.get("input") or "{}").get("run_id")
+        if execution_run and (run_id is None or execution_run == run_id):
+            return execution_run, ExecutionInfo(described["executionArn"], described["status"],
+                                                described["startDate"], described.get("stopDate"),
+                                                described.get("error"), described.get("cause"))
     return None
 
 

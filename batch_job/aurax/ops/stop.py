@@ -8,8 +8,8 @@ from typing import Any
 
 from aurax_contracts.exit_codes import TERMINATE_REASON_PREFIX
 
-from .start import running_execution
 from .stack_outputs import StackOutputs
+from .start import running_execution
 from .status import UnknownRun
 
 #: The Batch status reason of an operator's stop: the `aurax:` prefix makes Batch exit instead of retrying.

@@ -3,6 +3,8 @@ the real failure would. Unset in production; each costs one dictionary lookup wh
 
 - `AURAX_FAULT_NAN_AT_STEP=N`: the loss of optimizer step N (1-based: the step that would make `step == N`)
   becomes NaN, so the divergence guard fires there.
+- `AURAX_FAULT_OVERFLOW_FROM_STEP=N`: from optimizer step N on, every step counts as skipped by the fp16
+  loss scaler (as when the scale collapses), so the overflow guard can be tested without a GPU.
 - `AURAX_FAULT_KILL_AT_STEP=N`: the process SIGKILLs itself right after optimizer step N, before any
   checkpoint of that step (a spot reclaim with no notice).
 - `AURAX_FAULT_KILL_IN_CHECKPOINT=N`: the process SIGKILLs itself while writing the checkpoint of step N,
@@ -25,6 +27,11 @@ def _int_env(name: str) -> int | None:
 
 def nan_at(step: int) -> bool:
     return _int_env("AURAX_FAULT_NAN_AT_STEP") == step
+
+
+def overflow_at(step: int) -> bool:
+    start = _int_env("AURAX_FAULT_OVERFLOW_FROM_STEP")
+    return start is not None and step >= start
 
 
 def after_step(step: int) -> None:

@@ -24,8 +24,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from aurax_contracts import ContractError, DatasetManifest, JobExit, RunConfig, parse_run_config
-from aurax_contracts.metrics import (CheckpointSaved, Diverged, Heartbeat, Interruption, JobWarning, MetricRecord,
-                                     TrainStep, ValLoss, utc_now)
+from aurax_contracts.metrics import (
+    CheckpointSaved,
+    Diverged,
+    Heartbeat,
+    Interruption,
+    JobWarning,
+    MetricRecord,
+    TrainStep,
+    ValLoss,
+    utc_now,
+)
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import storage
@@ -34,8 +43,17 @@ from ..errors import InputError
 from ..metrics_sink import MetricsSink
 from ..model import codec_info, load_musicgen, load_tokenizer
 from . import faults
-from .checkpoint import (CheckpointContent, CheckpointStore, Position, SavedCheckpoint, SkippedCheckpoint,
-                         VerifiedCheckpoint, capture_rng, check_same_training, restore_rng)
+from .checkpoint import (
+    CheckpointContent,
+    CheckpointStore,
+    Position,
+    SavedCheckpoint,
+    SkippedCheckpoint,
+    VerifiedCheckpoint,
+    capture_rng,
+    check_same_training,
+    restore_rng,
+)
 from .data import Batch, ExampleSource, TextConditioning, epoch_order
 from .distributed import DistContext, init_distributed
 from .interrupts import CAUSE_CODES, CODE_CAUSES, Cause, ImdsClient, InterruptWatch, Placement, read_placement
@@ -54,8 +72,9 @@ def run_training(options: TrainOptions) -> int:
     """Train in this process (one rank of a data-parallel group, or alone)."""
     config = parse_run_config(storage.read_text(options.config_uri), options.config_uri)
     if not 1 <= options.until_epoch <= config.training.total_epochs:
-        raise ContractError("--until-epoch", [f"{options.until_epoch} is outside 1..{config.training.total_epochs} "
-                                              "(training.total_epochs); fix: pass an epoch count in that range"])
+        problem = (f"{options.until_epoch} is outside 1..{config.training.total_epochs} (training.total_epochs); "
+                   "fix: pass an epoch count in that range")
+        raise ContractError("--until-epoch", [problem])
     ctx = init_distributed()
     try:
         return Trainer(options, config, ctx).run()
@@ -189,7 +208,7 @@ class Trainer:
         text = TextConditioning.encode(model, load_tokenizer(cfg.model.model_id),
                                        [c.prompt for c in (*train_clips, *val_clips)], device)
         if tcfg.gradient_checkpointing:
-            model.decoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.decoder.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         wrapped: torch.nn.Module = DistributedDataParallel(
@@ -201,9 +220,10 @@ class Trainer:
         per_step = tcfg.batch_size * tcfg.grad_accum_steps * ctx.world_size
         steps_per_epoch = len(train_clips) // per_step
         if steps_per_epoch == 0:
-            raise ContractError("training", [f"one optimizer step needs {per_step} clips (batch_size x "
-                                             f"grad_accum_steps x {ctx.world_size} GPUs) but the training split "
-                                             f"has {len(train_clips)}; fix: lower batch_size or grad_accum_steps"])
+            problem = (f"one optimizer step needs {per_step} clips (batch_size x grad_accum_steps x "
+                       f"{ctx.world_size} GPUs) but the training split has {len(train_clips)}; "
+                       "fix: lower batch_size or grad_accum_steps")
+            raise ContractError("training", [problem])
         total_steps = steps_per_epoch * tcfg.total_epochs
         scheduler = cosine_with_warmup(optimizer, tcfg.warmup_steps, total_steps)
         scaler = precision.grad_scaler()
@@ -312,11 +332,15 @@ class Trainer:
                 if not math.isfinite(result.loss):
                     return diverged("nan-loss" if math.isnan(result.loss) else "inf-loss", step)
                 scheduler.step()
-                overflow_run = overflow_run + 1 if result.skipped else 0
+                overflow_run = overflow_run + 1 if result.skipped or faults.overflow_at(step) else 0
                 self.position = Position(step, epoch, start + per_step, False)
                 window_samples += per_step
                 if overflow_run >= tcfg.max_overflow_steps:
                     return diverged("overflow-collapse", step)
+                if overflow_run == max(1, tcfg.max_overflow_steps // 2):
+                    self.emit(JobWarning, code="overflow-steps", step=step, epoch=epoch,
+                              message=f"{overflow_run} fp16 overflow steps in a row (loss scale "
+                                      f"{scaler.get_scale():g}); divergence at {tcfg.max_overflow_steps}")
                 if result.loss > cfg.monitoring.loss_warn and not high_loss:
                     self.emit(JobWarning, code="high-loss", step=step, epoch=epoch,
                               message=f"training loss {result.loss:.3f} above {cfg.monitoring.loss_warn}")

@@ -16,6 +16,8 @@ class AttemptCost(Contract):
     """One Batch attempt of one job, interrupted ones included."""
 
     job_id: str
+    job_name: str | None = None
+    """`<run_id>-<stage>...` as the state machine names it; the projection counts only training attempts."""
     attempt: Annotated[int, Field(ge=1)]
     instance_type: str | None
     availability_zone: str | None

@@ -14,5 +14,6 @@ Adapters and services (AWS through `aws.client`):
     guard       the stop sequence (abort reason, StopRequest, terminate, alert)
     monitoring  one metrics chunk end to end                         ledger    one run's cost ledger
     watch       one run's idle watch                                 tasks     the state machine's tasks
+    dashboard   the EMF metrics the dashboard plots
     runtime, settings, inputs, idempotency: wiring shared by the handlers
 """

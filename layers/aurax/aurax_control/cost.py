@@ -14,11 +14,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aurax_contracts import AttemptCost, CostLedger
 from aurax_contracts.config import BudgetConfig
+
+from .jobs import batch_time
 
 #: One PUT when written, one GET when read back (checkpoints on resume, metrics by the monitor).
 REQUESTS_PER_OBJECT = 2
@@ -40,6 +42,7 @@ class AttemptSpan:
     stopped_at: datetime | None
     instance_type: str | None
     availability_zone: str | None
+    job_name: str | None = None
 
 
 def time_weighted_cost(points: Sequence[PricePoint], start: datetime, end: datetime) -> float:
@@ -72,7 +75,7 @@ def cost_attempt(span: AttemptSpan, points: Sequence[PricePoint] | None, fallbac
     else:
         source, rate = "fallback", fallback_usd_per_hour
         usd = rate * hours
-    return AttemptCost(job_id=span.job_id, attempt=span.attempt, instance_type=span.instance_type,
+    return AttemptCost(job_id=span.job_id, job_name=span.job_name, attempt=span.attempt, instance_type=span.instance_type,
                        availability_zone=span.availability_zone, started_at=span.started_at,
                        stopped_at=span.stopped_at, usd_per_hour=round(rate, 6), price_source=source,
                        cost_usd=round(usd, 6))
@@ -86,11 +89,16 @@ def storage_estimate(stored_bytes: int, objects: int, run_started: datetime, now
     return round(storage + requests, 6)
 
 
-def project(spend_usd: float, compute_usd: float, step: int, total_steps: int | None) -> tuple[float | None, float | None]:
-    """(usd per step, projected spend): spend + remaining steps x measured compute cost per step."""
+def project(spend_usd: float, training_usd: float, step: int, total_steps: int | None) -> tuple[float | None, float | None]:
+    """(usd per step, projected spend): spend + remaining steps x measured cost per step.
+
+    The cost per step is the training jobs' compute (interrupted attempts and their lost work included) over
+    the steps done: one-off jobs (preflight, dataset preparation) spread over the first few steps would
+    project a false over-budget stop at the start of training.
+    """
     if step <= 0 or total_steps is None:
         return None, None
-    per_step = compute_usd / step
+    per_step = training_usd / step
     return per_step, spend_usd + max(0, total_steps - step) * per_step
 
 
@@ -116,10 +124,6 @@ def judge_budget(ledger: CostLedger, budget: BudgetConfig) -> BudgetVerdict:
     return BudgetVerdict(crossed, stop)
 
 
-def _ms(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(int(value) / 1000.0, UTC) if value else None
-
-
 def attempt_spans(job: Mapping[str, Any], hosts: Mapping[str, Any]) -> list[AttemptSpan]:
     """Every attempt of a Batch job description (`describe_jobs`), the running one included.
 
@@ -129,11 +133,11 @@ def attempt_spans(job: Mapping[str, Any], hosts: Mapping[str, Any]) -> list[Atte
     job_id = job["jobId"]
     spans: list[tuple[int, datetime, datetime | None]] = []
     for number, attempt in enumerate(job.get("attempts") or [], start=1):
-        started = _ms(attempt.get("startedAt"))
+        started = batch_time(attempt.get("startedAt"))
         if started is not None:
-            spans.append((number, started, _ms(attempt.get("stoppedAt"))))
+            spans.append((number, started, batch_time(attempt.get("stoppedAt"))))
     # AWS lists an attempt only once it has ended; the running one shows as the job's startedAt.
-    job_started = _ms(job.get("startedAt"))
+    job_started = batch_time(job.get("startedAt"))
     if job.get("status") in ("STARTING", "RUNNING") and job_started is not None \
             and all(abs((s - job_started).total_seconds()) > 1 for _, s, _ in spans):
         spans.append((len(spans) + 1, job_started, None))
@@ -143,7 +147,7 @@ def attempt_spans(job: Mapping[str, Any], hosts: Mapping[str, Any]) -> list[Atte
     for number, started, stopped in spans:
         host = hosts.get(f"{job_id}#{number}") or latest
         out.append(AttemptSpan(job_id, number, started, stopped, _get(host, "instance_type"),
-                               _get(host, "availability_zone")))
+                               _get(host, "availability_zone"), job.get("jobName")))
     return out
 
 

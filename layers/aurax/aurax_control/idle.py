@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from .jobs import batch_time
 
 
 class WatchState(BaseModel):
     """The idle watch's memory (the `WATCH` item): when each stuck job was last reported."""
 
     stuck_alerted: dict[str, datetime] = Field(default_factory=dict)
-
-
-def _ms(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(int(value) / 1000.0, UTC) if value else None
 
 
 def quiet_minutes(running_since: datetime, last_heartbeat: datetime | None, now: datetime) -> float:
@@ -31,7 +29,7 @@ def is_idle(running_since: datetime, last_heartbeat: datetime | None, now: datet
 
 def runnable_since(job: dict[str, Any]) -> datetime | None:
     """When a RUNNABLE job began waiting: its creation, or the end of its last attempt (a retry)."""
-    times = [t for t in [_ms(job.get("createdAt"))] + [_ms(a.get("stoppedAt")) for a in job.get("attempts") or []]
+    times = [t for t in [batch_time(job.get("createdAt"))] + [batch_time(a.get("stoppedAt")) for a in job.get("attempts") or []]
              if t is not None]
     return max(times) if times else None
 
@@ -41,4 +39,4 @@ def is_stuck(waiting_since: datetime | None, now: datetime, stuck_minutes: float
 
 
 def running_since(job: dict[str, Any]) -> datetime | None:
-    return _ms(job.get("startedAt"))
+    return batch_time(job.get("startedAt"))

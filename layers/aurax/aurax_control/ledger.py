@@ -10,7 +10,7 @@ from aurax_contracts import AbortReason, AlertDetail, AttemptCost, CostLedger, R
 from . import cost, objects
 from .aws import client
 from .guard import stop_run
-from .jobs import ACTIVE_JOB_STATUSES, find_jobs
+from .jobs import ACTIVE_JOB_STATUSES, TRAINING_STAGE, find_jobs, job_stage
 from .monitor import MonitorState
 from .runtime import Runtime
 from .store import LEDGER, MONITOR
@@ -52,7 +52,9 @@ def build_ledger(rt: Runtime, state: RunState, config: RunConfig, previous: Cost
     started = min([a.started_at for a in attempts.values()] + [t for t in (state.training_started_at, now) if t])
     storage = cost.storage_estimate(usage.bytes, usage.objects, started, now, config.budget)
     spend = round(compute + storage, 6)
-    per_step, projected = cost.project(spend, compute, state.step, state.total_steps)
+    training = sum(a.cost_usd for a in attempts.values()
+                   if job_stage(a.job_name, state.run_id) == TRAINING_STAGE)
+    per_step, projected = cost.project(spend, training, state.step, state.total_steps)
     return CostLedger(run_id=state.run_id, attempts=sorted(attempts.values(), key=lambda a: (a.started_at, a.job_id)),
                       compute_usd=compute, storage_usd=storage, spend_usd=spend, projected_usd=projected,
                       usd_per_step=per_step, budget_usd=config.budget.budget_usd,

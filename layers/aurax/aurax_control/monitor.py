@@ -24,8 +24,17 @@ from enum import StrEnum
 
 from aurax_contracts import AlertDetail, Severity
 from aurax_contracts.config import MonitoringConfig
-from aurax_contracts.metrics import (CheckpointSaved, Diverged, Heartbeat, Interruption, JobWarning,
-                                     MetricRecord, TrainStep, ValLoss, parse_metric_line)
+from aurax_contracts.metrics import (
+    CheckpointSaved,
+    Diverged,
+    Heartbeat,
+    Interruption,
+    JobWarning,
+    MetricRecord,
+    TrainStep,
+    ValLoss,
+    parse_metric_line,
+)
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MAX_BAD_EXAMPLES = 5
@@ -313,7 +322,8 @@ class ChunkMonitor:
             run_id=self.run_id, severity=Severity.CRITICAL,
             code="diverged" if isinstance(record, Diverged) else "nan-loss",
             what=f"Training diverged: {why}; the job is being stopped", step=step, epoch=epoch,
-            evidence={**evidence, "record_kind": record.kind, "attempt": record.attempt}, time=record.time,
+            evidence={"last_checkpoint": self.state.last_checkpoint_uri, **evidence, "record_kind": record.kind,
+                      "attempt": record.attempt}, time=record.time,
             action="The job saves nothing newer than its last good checkpoint. Lower training.learning_rate "
                    "(or use model.precision fp32/bf16), then start a new execution to resume from it.")
         self._stop = StopOrder(detail=f"{why} at step {step}, epoch {epoch}", alert=alert)
@@ -340,7 +350,7 @@ class ChunkMonitor:
             self._warnings["bad-metric-lines"] = _Warning(
                 code="bad-metric-lines", what=f"{self.summary.bad_total} metric lines could not be read",
                 action="The good lines around them were processed. Check the job's metric writer; examples "
-                       "are in the monitor's log.", at=at, step=None, epoch=None,
+                       "are in the monitor's log.", at=at, step=self.state.step, epoch=self.state.epoch,
                 evidence={kind.value: n for kind, n in sorted(self.summary.bad.items())},
                 count=self.summary.bad_total)
         alerts: list[AlertDetail] = []

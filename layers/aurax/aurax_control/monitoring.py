@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -12,6 +11,7 @@ from aurax_contracts.layout import run_id_from_metrics_key
 
 from . import objects
 from .guard import stop_run
+from .jobs import ACTIVE_JOB_STATUSES, find_jobs
 from .monitor import ChunkMonitor, ChunkSummary, MonitorState
 from .runtime import Runtime
 from .store import LEDGER, MONITOR
@@ -31,15 +31,13 @@ class ObjectReport:
     spend_usd: float | None = None
     projected_usd: float | None = None
 
-    def metrics(self) -> dict[str, float]:
-        """The dashboard's metrics from this chunk (non-finite values are never published)."""
+    def metrics(self) -> dict[str, float | None]:
+        """The dashboard's metrics from this chunk (`dashboard.publish` drops None and non-finite values)."""
         s = self.summary
-        values: dict[str, float | None] = {
-            "Loss": s.last_loss, "ValLoss": s.last_val_loss, "Epoch": float(self.epoch),
-            "SamplesPerSecond": s.mean_samples_per_s, "SpendUSD": self.spend_usd,
-            "ProjectedSpendUSD": self.projected_usd, "Interruptions": float(s.interruptions),
-            "BadLines": float(s.bad_total)}
-        return {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
+        return {"Loss": s.last_loss, "ValLoss": s.last_val_loss, "Epoch": float(self.epoch),
+                "SamplesPerSecond": s.mean_samples_per_s, "SpendUSD": self.spend_usd,
+                "ProjectedSpendUSD": self.projected_usd, "Interruptions": float(s.interruptions),
+                "BadLines": float(s.bad_total)}
 
 
 def monitoring_config(rt: Runtime, run_id: str) -> MonitoringConfig:
@@ -67,9 +65,12 @@ def process_object(rt: Runtime, bucket: str, key: str, now: datetime) -> ObjectR
     # State first (compare-and-swap): a concurrent invocation makes this one fail and be retried before it
     # has alerted anyone.
     rt.store.put_doc(run_id, MONITOR, new, expected_version=version)
+    # A record stamped in the future (a wrong clock, junk that still parses) must not keep the run looking alive
+    # to the idle watch: the chunk's arrival is the latest sign of life there can be.
+    heartbeat = min(new.last_record_at, now) if new.last_record_at else None
     fields = {"step": new.step, "epoch": new.epoch, "total_steps": new.total_steps, "last_loss": new.last_loss,
               "last_val_loss": new.last_val_loss, "interruptions": new.interruptions, "bad_lines": new.bad_lines,
-              "last_heartbeat_at": new.last_record_at, "training_started_at": new.training_started_at}
+              "last_heartbeat_at": heartbeat, "training_started_at": new.training_started_at}
     if new.job_id:
         fields["current_job_id"] = new.job_id
     rt.store.update_state(run_id, {k: v for k, v in fields.items() if v is not None})
@@ -78,7 +79,10 @@ def process_object(rt: Runtime, bucket: str, key: str, now: datetime) -> ObjectR
     report = ObjectReport(run_id, key, result.summary, epoch=new.epoch)
     warnings = [a for a in result.alerts if result.stop is None or a is not result.stop.alert]
     if result.stop is not None:
-        job_ids = [j for j in (new.job_id, state.current_job_id if state else None) if j]
+        # The NaN may come before any heartbeat named the job: ask Batch for the run's active jobs too.
+        known = [j for j in (new.job_id, state.current_job_id if state else None) if j]
+        job_ids = [job["jobId"] for job in find_jobs(run_id, rt.settings.job_queues, known)
+                   if job.get("status") in ACTIVE_JOB_STATUSES]
         outcome = stop_run(rt.store, rt.notifier, rt.settings.root, run_id, AbortReason.DIVERGED,
                            result.stop.detail, job_ids, result.stop.alert)
         report.stopped = True

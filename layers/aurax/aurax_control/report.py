@@ -96,7 +96,7 @@ def build_sections(run_id: str, reason: AbortReason, detail: str, state: RunStat
             ("Projected", f"${ledger.projected_usd:.2f}" if ledger.projected_usd is not None else "n/a"),
             ("Per step", f"${ledger.usd_per_step:.5f}" if ledger.usd_per_step is not None else "n/a"),
             ("Attempts", str(len(ledger.attempts)))])
-        spend.bullets = [f"{a.job_id} attempt {a.attempt}: {a.instance_type or '?'} in {a.availability_zone or '?'}, "
+        spend.bullets = [f"{a.job_name or a.job_id} attempt {a.attempt}: {a.instance_type or '?'} in {a.availability_zone or '?'}, "
                          f"${a.cost_usd:.2f} at ${a.usd_per_hour:.3f}/h ({a.price_source})" for a in ledger.attempts]
         sections.append(spend)
     if decision is not None:

@@ -220,7 +220,7 @@ def _plain(value: Any) -> Any:
     """Enums and datetimes as the strings the contracts parse back."""
     if isinstance(value, datetime):
         return value.isoformat()
-    if hasattr(value, "value") and isinstance(getattr(value, "value"), str):
+    if hasattr(value, "value") and isinstance(value.value, str):
         return value.value
     return value
 

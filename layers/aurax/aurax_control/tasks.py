@@ -8,10 +8,26 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from aurax_contracts import (AbortReason, CheckpointManifest, ContractError, CostLedger, DatasetManifest, Decision,
-                             DecisionDetail, DetailType, EvalReport, ExecutionInput, FailureInput, FailureVerdict,
-                             ModelPromotedDetail, RunAbortedDetail, RunPlan, RunState, classify_failure,
-                             parse_run_config)
+from aurax_contracts import (
+    AbortReason,
+    CheckpointManifest,
+    ContractError,
+    CostLedger,
+    DatasetManifest,
+    Decision,
+    DecisionDetail,
+    DetailType,
+    EvalReport,
+    ExecutionInput,
+    FailureInput,
+    FailureVerdict,
+    ModelPromotedDetail,
+    RunAbortedDetail,
+    RunPlan,
+    RunState,
+    classify_failure,
+    parse_run_config,
+)
 from aurax_contracts.exit_codes import RESUMABLE
 from aurax_contracts.layout import CHECKPOINTS_DIR, join
 from pydantic import ValidationError
@@ -42,6 +58,10 @@ class NoVerifiedCheckpointError(Exception):
 
 # --- plan_run ------------------------------------------------------------------------------------------
 def plan(rt: Runtime, request: ExecutionInput, execution_arn: str | None, now: datetime) -> RunPlan:
+    plan_id = execution_arn or uuid.uuid4().hex
+    # Recorded before the config is checked: the abort task's idempotency key includes it, so a rejected
+    # execution must not share the plan id of an earlier (also rejected) one, or its abort would be skipped.
+    rt.store.update_state(request.run_id, {"plan_id": plan_id})
     text = objects.read_text(request.config_uri)
     if text is None:
         raise BadConfigError(f"{request.config_uri}: the run config does not exist; fix: upload it or correct "
@@ -57,7 +77,7 @@ def plan(rt: Runtime, request: ExecutionInput, execution_arn: str | None, now: d
     fingerprint = config.dataset_fingerprint()
     dataset_uri = layout.dataset_uri(fingerprint)
     rt.store.plan(RunState(run_id=request.run_id, status="planned", execution_arn=execution_arn, updated_at=now),
-                  request.config_uri, plan_id=execution_arn or uuid.uuid4().hex)
+                  request.config_uri, plan_id=plan_id)
     # A stop request left by a previous execution would stop the new job at once.
     objects.delete(layout.stop_request_uri)
     return RunPlan(run_id=request.run_id, config_uri=request.config_uri, run_uri=layout.run_uri,
@@ -133,10 +153,12 @@ def make_decision(rt: Runtime, request: DecideInput, now: datetime) -> Decision:
     evaluation = EvalReport.model_validate_json(raw)
     ledger, _ = rt.store.get_doc(request.run_id, LEDGER, CostLedger)
     decision = decide(evaluation, ledger.spend_usd if ledger else None, config, now)
-    rt.notifier.event(DetailType.DECISION, DecisionDetail(decision=decision, report_uri=report_uri))
+    rt.store.update_state(request.run_id, {"status": "decided"})
     rt.notifier.message(f"[AURA-X DECISION] {request.run_id}: {decision.outcome} at {request.point}",
                         describe(decision))
-    rt.store.update_state(request.run_id, {"status": "decided"})
+    # The event last: a failure before it makes the retry start over (Idempotency drops the failed attempt's
+    # record), so the bus sees exactly one decision event.
+    rt.notifier.event(DetailType.DECISION, DecisionDetail(decision=decision, report_uri=report_uri))
     return decision
 
 
@@ -175,10 +197,11 @@ def write_abort_report(rt: Runtime, request: AbortInput, now: datetime) -> dict[
     rt.store.record_abort(run_id, request.reason, detail or request.reason.value)
     rt.store.update_state(run_id, {"status": "aborted"})
     summary = f"Run {run_id} aborted: {request.reason.value}. {detail}".strip()[:1000]
-    rt.notifier.event(DetailType.RUN_ABORTED, RunAbortedDetail(run_id=run_id, reason=request.reason,
-                                                               summary=summary, report_uri=report_uri, time=now))
     rt.notifier.message(f"[AURA-X ABORTED] {run_id}: {request.reason.value}",
                         f"{summary}\n\nReport: {report_uri} (HTML beside it)\n\n{markdown}")
+    # The event last (see make_decision).
+    rt.notifier.event(DetailType.RUN_ABORTED, RunAbortedDetail(run_id=run_id, reason=request.reason,
+                                                               summary=summary, report_uri=report_uri, time=now))
     return {"reason": request.reason.value, "report_uri": report_uri}
 
 

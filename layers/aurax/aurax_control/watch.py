@@ -8,7 +8,7 @@ from aurax_contracts import AbortReason, AlertDetail, RunConfig, RunState, Sever
 
 from . import idle
 from .guard import stop_run
-from .jobs import find_jobs
+from .jobs import HEARTBEAT_STAGES, find_jobs, job_stage
 from .runtime import Runtime
 from .store import WATCH
 
@@ -22,7 +22,11 @@ def watch_run(rt: Runtime, state: RunState, config: RunConfig, now: datetime) ->
     changed = False
     for job in find_jobs(state.run_id, rt.settings.job_queues, [state.current_job_id or ""]):
         status, job_id = job.get("status"), job["jobId"]
-        if status == "RUNNING" and state.abort_reason is None:
+        # Only jobs that send heartbeats can be judged idle (a long dataset preparation is not a hang): the
+        # stages that do, and any job that has sent one.
+        stage = job_stage(job.get("jobName"), state.run_id)
+        sends_heartbeats = stage in HEARTBEAT_STAGES or job_id == state.current_job_id
+        if status == "RUNNING" and state.abort_reason is None and sends_heartbeats:
             since = idle.running_since(job)
             if since and idle.is_idle(since, state.last_heartbeat_at, now, mon.idle_timeout_minutes):
                 quiet = idle.quiet_minutes(since, state.last_heartbeat_at, now)

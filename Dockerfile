@@ -1,0 +1,42 @@
+# The AWS Batch job image: `aurax job prepare|train|evaluate` on a GPU instance (g4dn: T4, CUDA 12).
+#
+#   docker build --build-arg AURAX_CODE_VERSION=$(git rev-parse --short=12 HEAD) -t aurax-job .
+#   docker run --gpus all aurax-job job train --config s3://... --run-uri s3://... --dataset-uri s3://... --until-epoch 5
+#
+# torch's CUDA wheels bundle the CUDA runtime, cuDNN and NCCL, so a slim Python base is enough: the host
+# (the ECS GPU AMI) provides only the driver. The T4 is sm_75, which the cu126 wheels include.
+FROM python:3.11-slim-bookworm
+
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cu126
+ARG AURAX_CODE_VERSION=unknown
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HF_HOME=/opt/hf \
+    AURAX_CODE_VERSION=${AURAX_CODE_VERSION}
+
+# ffmpeg/libsndfile for decoding MagnaTagATune mp3s in `aurax job prepare`.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libsndfile1 ffmpeg \
+    && rm -rf /var/lib/apt/lists/*
+
+# The CUDA build of torch first, from PyTorch's index; the package's `job` extra then finds it satisfied.
+RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
+
+WORKDIR /opt/aurax
+COPY pyproject.toml README.md ./
+COPY layers/aurax ./layers/aurax
+COPY batch_job ./batch_job
+RUN pip install ".[job]" && python -c "import torch, aurax.cli; assert torch.version.cuda, 'CPU torch installed'"
+
+# Scratch for the dataset cache and checkpoint staging (a 4.7 GB full fine-tune checkpoint is staged here
+# before its upload): mount the instance's NVMe or give the job a large enough volume.
+RUN useradd --create-home --uid 1000 aurax && mkdir -p /scratch "${HF_HOME}" && chown aurax /scratch "${HF_HOME}"
+USER aurax
+ENV TMPDIR=/scratch
+
+# Batch sends SIGTERM to PID 1: `aurax` itself (exec form), which checkpoints and exits 75.
+ENTRYPOINT ["aurax"]
+CMD ["--help"]
