@@ -13,7 +13,14 @@ from aurax.dataset.shards import Clip
 from aurax.metrics_sink import MetricsSink
 from aurax.model import load_musicgen
 from aurax.train.checkpoint import CheckpointContent, CheckpointStore, Position, capture_rng, restore_rng
-from aurax.train.data import IGNORE, ExampleSource, TextConditioning, delay_pattern_labels, epoch_order
+from aurax.train.data import (
+    IGNORE,
+    ExampleSource,
+    TextConditioning,
+    delay_pattern_labels,
+    epoch_order,
+    micro_batch_positions,
+)
 from aurax.train.interrupts import Cause, ImdsClient, InterruptWatch
 from aurax_contracts import TINY_MODEL_ID, JobExit
 from aurax_contracts.layout import metrics_chunk_name
@@ -56,6 +63,13 @@ def test_batches_are_a_pure_function_of_seed_epoch_and_position() -> None:
     assert (short.labels[0, 10:12, 0] == IGNORE).all() and (short.labels[0, :10, 0] != IGNORE).all()
     dropped = [source.train_batch(1, order, [p]).attention_mask.sum().item() == 0 for p in range(6)]
     assert any(dropped) and not all(dropped)  # condition dropout for classifier-free guidance
+
+
+def test_micro_batches_cover_each_position_of_a_step_once_for_any_world_size() -> None:
+    assert micro_batch_positions(8, 2, 2, 1, 0) == [range(8, 10), range(10, 12)]
+    for world in (1, 2, 4):
+        dealt = [p for rank in range(world) for r in micro_batch_positions(8, 2, 3, world, rank) for p in r]
+        assert sorted(dealt) == list(range(8, 8 + 2 * 3 * world))
 
 
 def save_one(store: CheckpointStore, step: int, complete: bool = False) -> str:

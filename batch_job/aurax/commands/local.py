@@ -16,7 +16,7 @@ EXAMPLES = """examples:
 
 Deploys template.yaml into moto, runs the real state machine, Lambda handlers and `aurax job` commands
 (tiny MusicGen, synthetic MagnaTagATune, 2 epochs, decision after the first). Without --keep, the HTML
-reports and the logs are copied to ./aurax-local-<run id>/. Needs the [dev] extra (moto, aws-sam-translator).
+reports and the logs are copied to ./aurax-<run id>/. Needs the [dev] extra (moto, aws-sam-translator).
 exit codes: 0 the run reached its expected end (GO promoted / NO-GO stopped), 1 it did not."""
 
 
@@ -66,17 +66,22 @@ class _Display:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, log_path=False)
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                             TimeElapsedColumn(), console=self.console, transient=False)
         self.task = self.bar.add_task("starting", total=None, info="")
         self.state = ""
+        self.job: str | None = None
         self.bar.start()
 
     def update(self, p: Any) -> None:
-        if p.state != self.state:
-            self.state = p.state
-            self.console.log(f"[bold]{p.state}[/]" + (f"  {p.job}" if p.job else ""))
+        state_changed = p.state != self.state
+        if state_changed or (p.job is not None and p.job != self.job):
+            # The same job in the same state with another attempt number: Batch retried it.
+            retried = not state_changed and self.job is not None and _job_name(self.job) == _job_name(p.job)
+            self.state, self.job = p.state, p.job
+            self.console.log(f"[bold]{p.state}[/]" + (f"  {p.job}" if p.job else "")
+                             + ("  [magenta](retried by Batch)[/]" if retried else ""))
         for alert in p.new_alerts:
             self.console.log(f"[yellow]alert[/] {alert['subject']}")
         for event in p.new_events:
@@ -93,6 +98,10 @@ class _Display:
 
     def stop(self) -> None:
         self.bar.stop()
+
+
+def _job_name(job: str | None) -> str | None:
+    return job.split(" (attempt")[0] if job else None
 
 
 def _event_line(detail: dict[str, Any]) -> str:

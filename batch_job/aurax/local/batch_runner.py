@@ -50,12 +50,6 @@ def job_command(command: list[str]) -> list[str]:
     return [sys.executable, "-m", "aurax.cli", *args]
 
 
-@dataclass(frozen=True)
-class AttemptStarted:
-    run: BatchJobRun
-    log_path: Path
-
-
 @dataclass
 class SubprocessRunner:
     """A `BatchRunner` (see `moto_patches`) that runs the attempt's command as a subprocess."""
@@ -73,11 +67,12 @@ class SubprocessRunner:
     grace_seconds: float = 30.0
     """SIGTERM to SIGKILL, as ECS's default stop timeout."""
     poll_seconds: float = 0.1
-    on_start: Callable[[AttemptStarted], None] | None = None
-    on_exit: Callable[[BatchJobRun, BatchJobResult], None] | None = None
+    base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    """This process's environment when the runner was made: read once, because an in-process Lambda
+    invocation sets its function's variables in `os.environ` while it runs."""
 
     def environment(self, run: BatchJobRun) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in _HOST_AWS}
+        env = {k: v for k, v in self.base_env.items() if k not in _HOST_AWS}
         env.update(run.environment)
         env.update({"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_ACCESS_KEY_ID": "aurax-local",
                     "AWS_SECRET_ACCESS_KEY": "aurax-local", "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION",
@@ -97,17 +92,12 @@ class SubprocessRunner:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{run.job_name}-attempt-{run.attempt}.log"
         command = job_command(run.command)
-        if self.on_start:
-            self.on_start(AttemptStarted(run, log_path))
         with log_path.open("wb") as log:
             log.write(f"$ {' '.join(run.command)}\n".encode())
             log.flush()
             process = subprocess.Popen(command, env=self.environment(run), stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, start_new_session=True)
-            result = self._supervise(run, process)
-        if self.on_exit:
-            self.on_exit(run, result)
-        return result
+            return self._supervise(run, process)
 
     def _supervise(self, run: BatchJobRun, process: subprocess.Popen[bytes]) -> BatchJobResult:
         started = time.monotonic()

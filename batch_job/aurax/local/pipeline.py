@@ -42,7 +42,7 @@ from ..ops.status import RunStatusView, UnknownRun, load_status
 from .batch_runner import SubprocessRunner
 from .endpoint import EmulatorEndpoint
 from .moto_patches import MOTO_CONFIG, BatchJobRun, LocalAwsPatches, patched_moto
-from .stack import REGION, LocalStack, deploy
+from .stack import ACCOUNT_ID, REGION, LocalStack, deploy
 from .synthetic_mtat import eligible, write_mtat
 
 logger = logging.getLogger(__name__)
@@ -206,9 +206,9 @@ class _Subscribers:
 
 def _scheduled_event(rule: str) -> str:
     return json.dumps({"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
-                       "source": "aws.events", "account": "123456789012",
+                       "source": "aws.events", "account": ACCOUNT_ID,
                        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "region": REGION,
-                       "resources": [f"arn:aws:events:{REGION}:123456789012:rule/{rule}"], "detail": {}})
+                       "resources": [f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{rule}"], "detail": {}})
 
 
 def _current_state(sfn: Any, execution_arn: str) -> str:
@@ -331,7 +331,7 @@ def run_local(variant: Variant = "go", *, keep: Path | None = None, report_dir: 
     With `keep`, everything stays in that folder: logs, the synthetic MTAT, the job scratch space, the
     emulated bucket (`bucket/`: dataset, checkpoints, metrics, reports) and the fetched reports. Without it, the
     work happens in a temporary folder and only the HTML reports and the logs are kept, in `report_dir`
-    (default `./aurax-local-<run id>`)."""
+    (default `./aurax-<run id>`, e.g. `./aurax-local-go-20260101120000`)."""
     started = time.monotonic()
     run_id = f"local-{variant}-{datetime.now(UTC):%Y%m%d%H%M%S}"
     with _workdir(keep) as workdir:
@@ -347,7 +347,7 @@ def run_local(variant: Variant = "go", *, keep: Path | None = None, report_dir: 
             s3 = em.client("s3")
             if keep is not None:
                 _export_bucket(s3, em.outputs.data_bucket, workdir / "bucket")
-            kept = workdir if keep is not None else (report_dir or Path.cwd() / f"aurax-local-{run_id}")
+            kept = workdir if keep is not None else (report_dir or Path.cwd() / f"aurax-{run_id}")
             try:
                 reports = fetch_reports(em.outputs, run_id, kept / "reports", s3=s3).reports
             except NoReport:

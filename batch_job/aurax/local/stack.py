@@ -32,9 +32,10 @@ import yaml
 logger = logging.getLogger(__name__)
 
 REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"  # moto's default account
 ARTEFACTS_BUCKET = "aurax-local-artefacts"
 #: The image URI the job definitions name; locally the jobs run from this checkout instead.
-LOCAL_IMAGE_URI = "123456789012.dkr.ecr.us-east-1.amazonaws.com/aurax-job:local"
+LOCAL_IMAGE_URI = f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/aurax-job:local"
 
 
 class StackError(RuntimeError):
@@ -210,7 +211,7 @@ def _resolve(value: Any, resources: dict[str, str], functions_arn: dict[str, str
         raise StackError(f"aurax local cannot resolve GetAtt {logical_id}.{attribute} in DefinitionSubstitutions")
     if "Fn::Sub" in value:
         text = value["Fn::Sub"]
-        variables = {"AWS::AccountId": "123456789012", "AWS::Region": REGION, "AWS::Partition": "aws",
+        variables = {"AWS::AccountId": ACCOUNT_ID, "AWS::Region": REGION, "AWS::Partition": "aws",
                      **stack.parameters}
         for name, replacement in variables.items():
             text = text.replace("${" + name + "}", str(replacement))
@@ -264,7 +265,7 @@ def deploy(template_path: Path, stack_name: str = "aurax-local", *, deployment_n
     # moto splits a list parameter's value only when it is passed, not its default: pass the defaults.
     parameters.update({k: str(p["Default"]) for k, p in declared.items()
                        if "List" in p.get("Type", "") and "Default" in p and k not in parameters})
-    translated = _translate(template, {**parameters, "AWS::Region": REGION, "AWS::AccountId": "123456789012"})
+    translated = _translate(template, {**parameters, "AWS::Region": REGION, "AWS::AccountId": ACCOUNT_ID})
 
     _adapt_for_moto(translated)
     cfn = boto3.client("cloudformation", region_name=REGION)
@@ -325,27 +326,17 @@ def _finish(stack: LocalStack, template: dict[str, Any], translated: dict[str, A
 
 def _create_state_machines(template: dict[str, Any], machines: dict[str, tuple[str, dict[str, Any]]],
                            stack: LocalStack, functions_arn: dict[str, str]) -> None:
-    """Create each state machine again, substituted, in the executing backend, under the name and ARN the
-    stack gave it (moto's CloudFormation put it in the non-executing backend, unsubstituted)."""
+    """Create each state machine again, substituted, in the executing backend, under the name (so the ARN)
+    the stack gave it: moto's CloudFormation made it unsubstituted, in the backend that does not execute."""
     sfn = boto3.client("stepfunctions", region_name=REGION)
     for logical_id, (asl, substitutions) in machines.items():
         values = {k: str(_resolve(v, stack.resources, functions_arn, stack)) for k, v in substitutions.items()}
-        definition = _substitute(asl, values)
-        arn = stack.resources[logical_id]
-        name = arn.rsplit(":", 1)[-1]
-        role = next((v for k, v in stack.resources.items() if k == f"{logical_id}Role"), None) or \
-            f"arn:aws:iam::123456789012:role/{name}"
-        try:
-            sfn.delete_state_machine(stateMachineArn=arn)
+        name = stack.resources[logical_id].rsplit(":", 1)[-1]
+        role = stack.resources.get(f"{logical_id}Role", name)  # the role SAM generates for the machine
+        try:  # should the same backend hold CloudFormation's copy, it would clash by name
+            sfn.delete_state_machine(stateMachineArn=stack.resources[logical_id])
         except sfn.exceptions.ClientError:
             pass
-        created = sfn.create_state_machine(name=name, definition=definition, roleArn=_role_arn(role),
-                                           type=template["Resources"][logical_id]["Properties"].get("Type",
-                                                                                                   "STANDARD"))
-        if created["stateMachineArn"] != arn:
-            stack.resources[logical_id] = created["stateMachineArn"]
-            stack.outputs = {k: (created["stateMachineArn"] if v == arn else v) for k, v in stack.outputs.items()}
-
-
-def _role_arn(role: str) -> str:
-    return role if role.startswith("arn:") else f"arn:aws:iam::123456789012:role/{role}"
+        sfn.create_state_machine(name=name, definition=_substitute(asl, values),
+                                 roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/{role}",
+                                 type=template["Resources"][logical_id]["Properties"].get("Type", "STANDARD"))

@@ -26,6 +26,15 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+def micro_batch_positions(start: int, micro_batch: int, accum_steps: int, world_size: int, rank: int
+                          ) -> list[range]:
+    """Epoch positions of this rank's micro-batches in the optimizer step that begins at `start`: the step's
+    `accum_steps * world_size` slots of `micro_batch` examples are dealt round-robin, rank r taking slots
+    r, r + W, ... Every position is used exactly once, whatever the world size."""
+    slots = [a * world_size + rank for a in range(accum_steps)]
+    return [range(start + slot * micro_batch, start + (slot + 1) * micro_batch) for slot in slots]
+
+
 def _example_rng(seed: int, epoch: int, position: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, position, 0xC11])
 

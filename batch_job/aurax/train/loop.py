@@ -54,7 +54,7 @@ from .checkpoint import (
     check_same_training,
     restore_rng,
 )
-from .data import Batch, ExampleSource, TextConditioning, epoch_order
+from .data import Batch, ExampleSource, TextConditioning, epoch_order, micro_batch_positions
 from .distributed import DistContext, init_distributed
 from .interrupts import CAUSE_CODES, CODE_CAUSES, Cause, ImdsClient, InterruptWatch, Placement, read_placement
 from .options import TrainOptions
@@ -322,11 +322,8 @@ class Trainer:
                     return stop(cause)
                 step = self.position.step + 1
                 start = self.position.index_in_epoch
-                micro = [source.train_batch(epoch, order, range(start + (a * ctx.world_size + ctx.rank) *
-                                                                tcfg.batch_size,
-                                                                start + (a * ctx.world_size + ctx.rank + 1) *
-                                                                tcfg.batch_size))
-                         for a in range(tcfg.grad_accum_steps)]
+                micro = [source.train_batch(epoch, order, positions) for positions in micro_batch_positions(
+                    start, tcfg.batch_size, tcfg.grad_accum_steps, ctx.world_size, ctx.rank)]
                 lr = scheduler.get_last_lr()[0]
                 result = self._step(wrapped, micro, optimizer, scaler, precision, params, step)
                 if not math.isfinite(result.loss):
