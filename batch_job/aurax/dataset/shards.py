@@ -79,7 +79,8 @@ def load_manifest(dataset_uri: str) -> tuple[DatasetManifest, str]:
 def load_split(dataset_uri: str, split: str, cache_dir: Path | None = None) -> tuple[list[Clip], DatasetManifest]:
     """Every clip of a split, each shard's sha256 verified against the manifest.
 
-    With `cache_dir`, shards are kept there (verified) so a resumed job does not download them again.
+    With `cache_dir`, shards are kept there so a resumed job does not download them again; a cached copy that
+    fails its hash is fetched again.
     """
     manifest, _ = load_manifest(dataset_uri)
     rebuild = (f"re-run `aurax job prepare --dataset-uri {dataset_uri}` with this run's config: it rebuilds a "
@@ -89,18 +90,19 @@ def load_split(dataset_uri: str, split: str, cache_dir: Path | None = None) -> t
         if shard.split != split:
             continue
         cached = cache_dir / manifest.fingerprint[:16] / shard.name if cache_dir else None
-        try:
-            data = cached.read_bytes() if cached and cached.is_file() else \
-                storage.read_bytes(join(dataset_uri, shard.name))
-        except storage.StorageError as exc:
-            raise InputError(f"shard {shard.name} of {dataset_uri} cannot be read ({exc}); {rebuild}") from exc
-        if hashlib.sha256(data).hexdigest() != shard.sha256:
+        data = cached.read_bytes() if cached and cached.is_file() else None
+        if data is not None and hashlib.sha256(data).hexdigest() != shard.sha256:
+            cached.unlink()  # type: ignore[union-attr]  # a damaged local copy: fetch the shard again
+            data = None
+        if data is None:
+            try:
+                data = storage.read_bytes(join(dataset_uri, shard.name))
+            except storage.StorageError as exc:
+                raise InputError(f"shard {shard.name} of {dataset_uri} cannot be read ({exc}); {rebuild}") from exc
+            if hashlib.sha256(data).hexdigest() != shard.sha256:
+                raise InputError(f"shard {shard.name} of {dataset_uri} does not match its manifest hash; {rebuild}")
             if cached:
-                cached.unlink(missing_ok=True)
-            raise InputError(f"shard {shard.name} of {dataset_uri} does not match its manifest hash; {rebuild}")
-        if cached and not cached.is_file():
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            cached.write_bytes(data)
+                storage.write_bytes(cached.as_uri(), data)  # atomic: a kill never leaves half a shard
         clips.extend(decode_shard(data, shard.name))
     return clips, manifest
 

@@ -111,17 +111,12 @@ class Trainer:
 
     # ---- setup ---------------------------------------------------------------------------------------
     def _load_split(self, split: str) -> tuple[list[Clip], DatasetManifest]:
-        """One split through the local shard cache. Rank 0 fills the cache before the other ranks read it.
-        A cached shard cut short by a kill fails its hash and is deleted by `load_split`; the one retry then
-        reads the source again, so such a kill costs a download, not the run."""
+        """One split through the local shard cache (a resumed attempt on the same host reads it from disk).
+        Rank 0 fills the cache before the other ranks read it."""
         cache = self.options.work_dir / "dataset-cache"
         if not self.ctx.is_main:
             self.ctx.broadcast(None)
-        try:
-            loaded = load_split(self.options.dataset_uri, split, cache)
-        except InputError as exc:
-            log.warning("%s; reading the dataset again without the cache", exc)
-            loaded = load_split(self.options.dataset_uri, split, None)
+        loaded = load_split(self.options.dataset_uri, split, cache)
         if self.ctx.is_main:
             self.ctx.broadcast(None)
         return loaded
