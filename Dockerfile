@@ -31,9 +31,13 @@ COPY layers/aurax ./layers/aurax
 COPY batch_job ./batch_job
 RUN pip install ".[job]" && python -c "import torch, aurax.cli; assert torch.version.cuda, 'CPU torch installed'"
 
+# The pretrained model inside the image: every spot attempt would otherwise download ~2.4 GB from the hub.
+ARG BAKED_MODEL_ID=facebook/musicgen-small
+RUN python -c "from huggingface_hub import snapshot_download; snapshot_download('${BAKED_MODEL_ID}')"
+
 # Scratch for the dataset cache and checkpoint staging (a 4.7 GB full fine-tune checkpoint is staged here
 # before its upload): mount the instance's NVMe or give the job a large enough volume.
-RUN useradd --create-home --uid 1000 aurax && mkdir -p /scratch "${HF_HOME}" && chown aurax /scratch "${HF_HOME}"
+RUN useradd --create-home --uid 1000 aurax && mkdir -p /scratch "${HF_HOME}" && chown -R aurax /scratch "${HF_HOME}"
 USER aurax
 ENV TMPDIR=/scratch
 

@@ -12,7 +12,9 @@ import argparse
 import logging
 import os
 import platform
+import tempfile
 import time
+from pathlib import Path
 
 from aurax.local.pipeline import run_local
 
@@ -26,7 +28,8 @@ def main() -> None:
           f"load average at start {os.getloadavg()[0]:.2f}")
     for variant in (("go", "no-go") if args.variant == "both" else (args.variant,)):
         started = time.monotonic()
-        result = run_local(variant, interrupt=variant == "go")  # type: ignore[arg-type]
+        with tempfile.TemporaryDirectory(prefix="aurax-bench-") as reports:
+            result = run_local(variant, interrupt=variant == "go", report_dir=Path(reports))  # type: ignore[arg-type]
         total = time.monotonic() - started
         print(f"\naurax local --variant {variant}: {result.end_state} ({result.outcome}) in {total:.1f} s")
         print(f"  {'deploy template into the emulation':<48} {result.deploy_seconds:6.1f} s")

@@ -65,7 +65,10 @@ def load_musicgen(model_id: str, attention: str = "eager", seed: int = 0) -> Mus
         torch.random.set_rng_state(generator_state)
     else:
         log.info("loading %s from the Hugging Face hub (or its local cache)", model_id)
-        model = MusicgenForConditionalGeneration.from_pretrained(model_id, attn_implementation=attention)
+        # fp32 master weights whatever dtype the checkpoint is stored in: mixed precision is autocast's job, and
+        # fp16 weights would break the loss scaler.
+        model = MusicgenForConditionalGeneration.from_pretrained(model_id, attn_implementation=attention,
+                                                                 dtype=torch.float32)
     return _with_decoder_start(model).eval()
 
 

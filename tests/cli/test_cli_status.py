@@ -81,3 +81,11 @@ def test_an_unknown_run_lists_the_known_ones(deployed: LocalStack, aurax):
 def test_status_of_a_missing_stack(aurax, deployed: LocalStack):
     result = aurax("status", "--stack", "nope")
     assert result.code == JobExit.BAD_INPUT and "does not exist" in result.err
+
+
+def test_the_stack_can_come_from_the_environment(deployed: LocalStack, aurax, monkeypatch):
+    seed_run(deployed, "status-5", ledger=False)
+    monkeypatch.setenv("AURAX_STACK", STACK)
+    result = aurax("status", "status-5", "--json")
+    assert result.code == 0, result.err
+    assert result.json()["run_id"] == "status-5"

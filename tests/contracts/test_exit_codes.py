@@ -61,12 +61,13 @@ def test_every_exit_rule_set_ends_with_catch_all_exit() -> None:
         (None, terminate_reason(AbortReason.IDLE, "x"), AbortReason.IDLE),
         (None, "aurax:unheard-of: x", AbortReason.JOB_FAILED),
         (3, "", AbortReason.JOB_FAILED),
-        (None, "Job attempt duration exceeded timeout", AbortReason.JOB_FAILED),
+        (None, "Job attempt duration exceeded timeout", AbortReason.TIMED_OUT),
+        (JobExit.INTERRUPTED, "Job attempt duration exceeded timeout", AbortReason.TIMED_OUT),
     ],
 )
 def test_classify_failure(exit_code: int | None, status: str, reason: AbortReason) -> None:
     assert classify_failure(exit_code, status) == reason
 
 
-def test_only_exhausted_interruptions_resume() -> None:
-    assert RESUMABLE == {AbortReason.RETRIES_EXHAUSTED}
+def test_only_exhausted_interruptions_and_timeouts_resume() -> None:
+    assert RESUMABLE == {AbortReason.RETRIES_EXHAUSTED, AbortReason.TIMED_OUT}

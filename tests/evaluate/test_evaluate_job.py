@@ -105,7 +105,8 @@ def test_statistics_follow_the_clips(report: EvalReport) -> None:
 
 
 def test_provenance_and_checkpoint_facts(local_run: dict[str, str], report: EvalReport) -> None:
-    assert (report.epoch, report.step) == (CHECKPOINT_EPOCH, CHECKPOINT_STEP)
+    # The fixture checkpoint ends (0-based) epoch CHECKPOINT_EPOCH: that many + 1 epochs are fully trained.
+    assert (report.epoch, report.step) == (CHECKPOINT_EPOCH + 1, CHECKPOINT_STEP)
     assert report.val_loss == CHECKPOINT_VAL_LOSS
     provenance = report.provenance
     assert provenance.checkpoint_sha256 == local_run["checkpoint_sha"]

@@ -248,3 +248,12 @@ def test_preflight_failure_stops_before_training(run_pipeline: Callable[..., Obs
     observed = run_pipeline(FakeJobs({"preflight": lambda job: BatchJobResult(JobExit.PREFLIGHT_FAILED)}))
     assert (observed.status, observed.final_state) == ("FAILED", "AbortedPreflightFailed")
     assert observed.jobs.stages() == ["preflight"]
+
+
+def test_a_timed_out_training_attempt_is_resubmitted(run_pipeline: Callable[..., Observed]) -> None:
+    # Batch never retries an attempt that ran past its timeout; a run of weeks must not end there.
+    timed_out = BatchJobResult(None, "Job attempt duration exceeded timeout")
+    jobs = FakeJobs({"train": [lambda job: timed_out, fake_train], "evaluate": fake_evaluate(treatment_authentic=12)})
+    observed = run_pipeline(jobs)
+    assert (observed.status, observed.final_state) == ("SUCCEEDED", "ModelPromoted")
+    assert [attempt for stage, attempt in jobs.runs if stage == "train"][:2] == [1, 1]  # a new submission

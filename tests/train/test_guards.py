@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 from aurax.cli import main
 from aurax_contracts import JobExit
-from aurax_contracts.metrics import CheckpointSaved, Diverged, Interruption, JobWarning
+from aurax_contracts.metrics import CheckpointSaved, Diverged, Interruption, JobWarning, TrainStep, ValLoss
 
 from .conftest import (
     latest_checkpoint,
@@ -192,3 +194,24 @@ def test_stop_request_mid_run_checkpoints_then_exits_76(make_run, no_imds, monke
     # came right after an epoch-end save).
     assert saved.step == stops[0].step == max(step_losses(paths)) > 2
     assert saved.trigger == "interruption" or saved.epoch_complete
+
+
+def test_sigterm_in_an_epochs_last_step_saves_before_validating(make_run, no_imds, monkeypatch) -> None:
+    """Validation can outlast a spot notice's 2 minutes: the emergency save comes first, validation on resume."""
+    paths = make_run()
+    monkeypatch.setenv("AURAX_FAULT_SLOW_STEP_SECONDS", "0.5")
+
+    def sigterm_during_step_3() -> None:  # step 3 is epoch 0's last; its record is written before the pause
+        while not any(isinstance(r, TrainStep) and r.step == 3 for r in records(paths)):
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=sigterm_during_step_3, daemon=True).start()
+    assert run_in_process(paths, until=1) == JobExit.INTERRUPTED
+    assert not [r for r in records(paths) if isinstance(r, ValLoss)]
+    saved = latest_checkpoint(paths).manifest
+    assert (saved.step, saved.index_in_epoch, saved.epoch_complete, saved.trigger) == (3, 12, False, "interruption")
+    monkeypatch.delenv("AURAX_FAULT_SLOW_STEP_SECONDS")
+    assert run_in_process(paths, until=1) == JobExit.SUCCEEDED  # validates epoch 0 without training a step
+    assert [(r.epoch, r.step) for r in records(paths) if isinstance(r, ValLoss)] == [(0, 3)]
+    assert max(step_losses(paths)) == 3 and latest_checkpoint(paths).manifest.epoch_complete

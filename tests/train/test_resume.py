@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from aurax.cli import main
 from aurax_contracts import JobExit
 from aurax_contracts.metrics import CheckpointSaved, Heartbeat, Interruption
 
@@ -24,6 +25,7 @@ from .conftest import (
     run_train,
     start_train,
     step_losses,
+    train_argv,
     wait_for_line,
 )
 
@@ -82,6 +84,7 @@ class FakeImds(http.server.ThreadingHTTPServer):
 
     def __init__(self) -> None:
         self.notice = threading.Event()
+        self.placement_fails = threading.Event()  # the service was not answering when the job started
         self.token = "test-token"
         server = self
 
@@ -103,6 +106,8 @@ class FakeImds(http.server.ThreadingHTTPServer):
                     return self._reply(401)
                 items = {"/latest/meta-data/instance-type": "g4dn.xlarge",
                          "/latest/meta-data/placement/availability-zone": "us-east-1a"}
+                if server.placement_fails.is_set() and "spot" not in self.path:
+                    return self._reply(500)
                 if server.notice.is_set():
                     items["/latest/meta-data/spot/instance-action"] = json.dumps(
                         {"action": "terminate", "time": "2026-11-26T20:00:00Z"})
@@ -141,3 +146,18 @@ def test_spot_notice_from_instance_metadata_checkpoints_and_exits_75(make_run, b
     resumed = run_train(paths, until=3, every=None, AURAX_IMDS_ENDPOINT=endpoint)
     assert resumed.returncode == 0, resumed.stderr
     assert_matches_baseline(paths, baseline)
+
+
+def test_under_batch_the_spot_notice_is_polled_even_if_metadata_did_not_answer_at_start(
+        make_run, fake_imds, monkeypatch) -> None:
+    paths = make_run()
+    fake_imds.placement_fails.set()  # placement look-ups fail: before, this switched the poller off for good
+    fake_imds.notice.set()
+    for name, value in {"AWS_BATCH_JOB_ID": "job-1", "AURAX_SPOT_POLL_SECONDS": "0.05",
+                        "AURAX_IMDS_ENDPOINT": f"http://127.0.0.1:{fake_imds.server_address[1]}",
+                        "AURAX_FAULT_SLOW_STEP_SECONDS": "0.2"}.items():
+        monkeypatch.setenv(name, value)
+    assert main(train_argv(paths, 3)) == JobExit.INTERRUPTED
+    stops = [r for r in records(paths) if isinstance(r, Interruption)]
+    assert [(r.cause, r.steps_lost) for r in stops] == [("spot-notice", 0)]
+    assert stops[0].step < TOTAL_STEPS

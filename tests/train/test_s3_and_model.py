@@ -66,6 +66,9 @@ def test_train_and_resume_on_s3_uris(s3_run, monkeypatch) -> None:
     assert (manifest.step, manifest.epoch_complete, manifest.val_loss is not None) == (6, True, True)
     assert not model.training and not any(p.requires_grad for p in model.parameters())
 
+    assert main(train_argv(paths, until=3)) == JobExit.SUCCEEDED  # a second resume on the same host
+    assert [p.name for p in (paths["work"] / "restore").iterdir()] == ["step-000000006-end"]  # no stale copies
+
 
 def test_load_trained_model_raises_input_error_when_nothing_verifies(tmp_path: Path) -> None:
     (tmp_path / "step-000000002").mkdir(parents=True)

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..ops.stack_outputs import add_stack_arguments
+
 EXAMPLES = """examples:
   aurax report amapiano-01 --stack aurax
   aurax report amapiano-01 --stack aurax --out ~/reports --json"""
@@ -18,8 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     "run and print their paths.", epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="run id")
-    parser.add_argument("--stack", required=True, help="CloudFormation stack name given to `sam deploy`")
-    parser.add_argument("--region", default=None, help="AWS region of the stack (default: your AWS config)")
+    add_stack_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("aurax-reports"),
                         help="folder to download into (default ./aurax-reports/<run>)")
     parser.add_argument("--json", action="store_true", help="print the paths as JSON")

@@ -7,6 +7,8 @@ import json
 
 from aurax_contracts import load_run_config
 
+from ..ops.stack_outputs import add_stack_arguments
+
 EXAMPLES = """examples:
   aurax start --stack aurax --config run.yaml
   aurax start --stack aurax --config run.yaml --json | jq -r .execution_arn
@@ -20,9 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Validate the run config, upload it to s3://<data bucket>/runs/<run_id>/config.json and start "
                     "an execution of the stack's state machine.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stack", required=True, help="CloudFormation stack name given to `sam deploy`")
+    add_stack_arguments(parser)
     parser.add_argument("--config", required=True, help="the run config (YAML or JSON)")
-    parser.add_argument("--region", default=None, help="AWS region of the stack (default: your AWS config)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=run)
 

@@ -6,6 +6,8 @@ import argparse
 import json
 import time
 
+from ..ops.stack_outputs import add_stack_arguments
+
 EXAMPLES = """examples:
   aurax status --stack aurax                 # the latest run
   aurax status amapiano-01 --stack aurax --watch
@@ -18,8 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Read the run's state and cost ledger from the run-state table and its execution from Step "
                     "Functions.", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", nargs="?", default=None, help="run id (default: the latest execution's run)")
-    parser.add_argument("--stack", required=True, help="CloudFormation stack name given to `sam deploy`")
-    parser.add_argument("--region", default=None, help="AWS region of the stack (default: your AWS config)")
+    add_stack_arguments(parser)
     parser.add_argument("--watch", action="store_true", help="refresh until the execution ends")
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between refreshes (default 60)")
     parser.add_argument("--json", action="store_true", help="print JSON (one object per refresh)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..ops.stack_outputs import add_stack_arguments
+
 EXAMPLES = """examples:
   aurax stop amapiano-01 --stack aurax
   aurax start --stack aurax --config run.yaml   # later: resumes from the last checkpoint
@@ -18,8 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Stop the run's execution and terminate its active Batch jobs (reason `aurax:stopped`, which "
                     "Batch does not retry).", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="run id")
-    parser.add_argument("--stack", required=True, help="CloudFormation stack name given to `sam deploy`")
-    parser.add_argument("--region", default=None, help="AWS region of the stack (default: your AWS config)")
+    add_stack_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=run)
 

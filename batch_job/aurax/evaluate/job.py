@@ -70,6 +70,12 @@ def checkpoint_dir_uri(checkpoint_uri: str, manifest: CheckpointManifest) -> str
     return join(checkpoint_uri, checkpoint_name(position))
 
 
+def epochs_completed(manifest: CheckpointManifest) -> int:
+    """Epochs fully trained at the checkpoint (the run's decision_epoch at the decision point), not the 0-based
+    epoch in progress that the manifest records."""
+    return manifest.epoch + 1 if manifest.epoch_complete else manifest.epoch
+
+
 def read_loss_curves(metrics_uri: str) -> tuple[list[tuple[int, float]], list[tuple[int, float]], int]:
     """(training loss by step, validation loss by step, bad lines skipped) from the run's metric chunks.
 
@@ -209,7 +215,7 @@ def run_evaluation(config: RunConfig, *, run_uri: str, dataset_uri: str, point: 
                             p_value=fisher_greater(treatment.authentic, treatment.clips, control.authentic,
                                                    control.clips))
     report = EvalReport(
-        run_id=config.run_id, point=point, epoch=manifest.epoch, step=manifest.step,  # type: ignore[arg-type]
+        run_id=config.run_id, point=point, epoch=epochs_completed(manifest), step=manifest.step,  # type: ignore[arg-type]
         score_threshold=config.evaluation.score_threshold, clip_seconds=config.evaluation.clip_seconds,
         guidance_scale=config.evaluation.guidance_scale, treatment=treatment, control=control,
         comparison=comparison, val_loss=manifest.val_loss,

@@ -42,15 +42,16 @@ CHECKPOINT_BYTES_LORA = Figure(0.1e9, "bytes", "adapters and their optimiser sta
 MTAT_FOLDERS = Figure(16, "folders", "MagnaTagATune's hex folders 0-9, a-f (clips spread evenly by album hash)")
 MTAT_DOWNLOAD_BYTES = Figure(2.97e9, "bytes", "mp3.zip.001-.003 sizes published by the MTAT site")
 DOWNLOAD_BYTES_PER_SECOND = Figure(20e6, "B/s", "assumed: the MTAT web site to an EC2 instance")
-PREPARE_SECONDS_PER_CLIP = Figure(0.8, "s per clip",
-                                  "assumed: mp3 decode, resample to 32 kHz and EnCodec encode of a 29 s clip on "
-                                  "4 vCPUs (c6i.xlarge); measure with `aurax job prepare` to replace")
+PREPARE_SECONDS_PER_CLIP = Figure(1.3, "s per clip",
+                                  "measured: 20.2 CPU-s per 29 s clip for mp3 decode, resample to 32 kHz and "
+                                  "musicgen-small EnCodec encode (bench/bench_dataset.py), over the prepare "
+                                  "job's 16 vCPUs (c6i.4xlarge, the template's default)")
 
 # --- prices (us-east-1) --------------------------------------------------------------------------------------
 GPU_SPOT_USD_PER_HOUR = Figure(0.22, "USD/h",
                                "assumed: g4dn.xlarge spot in us-east-1 (price history mostly $0.16-0.26/h); "
                                "the run's cost ledger uses the live spot price history instead")
-CPU_SPOT_USD_PER_HOUR = Figure(0.07, "USD/h", "assumed: c6i.xlarge spot in us-east-1")
+CPU_SPOT_USD_PER_HOUR = Figure(0.28, "USD/h", "assumed: c6i.4xlarge spot in us-east-1 (the prepare instance)")
 S3_USD_PER_GB_MONTH = Figure(0.023, "USD/GB-month", "S3 Standard, us-east-1, first 50 TB (AWS price list)")
 
 # --- overheads -----------------------------------------------------------------------------------------------

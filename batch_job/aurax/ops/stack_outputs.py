@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
 
+#: Environment variable naming the stack, so that `--stack` can be left out.
+STACK_ENV = "AURAX_STACK"
 #: Outputs of template.yaml the CLI reads.
 REQUIRED_OUTPUTS = ("DataBucketName", "StateMachineArn", "RunTableName", "AlertTopicArn", "EventBusName")
 
@@ -55,3 +59,11 @@ class StackOutputs:
         return cls(stack_name, region, outputs["DataBucketName"], outputs["StateMachineArn"],
                    outputs["RunTableName"], outputs["AlertTopicArn"], outputs["EventBusName"],
                    tuple(v for k, v in sorted(outputs.items()) if k.endswith("JobQueueArn")))
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--stack` (default $AURAX_STACK) and `--region` for the commands that work on a deployed stack."""
+    default = os.environ.get(STACK_ENV) or None
+    parser.add_argument("--stack", default=default, required=default is None,
+                        help=f"CloudFormation stack name given to `sam deploy` (default ${STACK_ENV})")
+    parser.add_argument("--region", default=None, help="AWS region of the stack (default: your AWS config)")

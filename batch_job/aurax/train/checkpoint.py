@@ -53,6 +53,7 @@ CONFIG_FILE = "run_config.json"
 MANIFEST_FILE = "manifest.json"
 LATEST_POINTER = "latest"
 NAME_PREFIX = "step-"
+RESTORE_DIR = "restore"
 _HASH_CHUNK = 8 << 20
 
 
@@ -78,7 +79,9 @@ def checkpoint_name(position: Position) -> str:
 
 
 def capture_rng() -> dict[str, Any]:
-    """Every RNG state this process may draw from (torch's is what dropout uses)."""
+    """Every RNG state this process may draw from (torch's is what dropout uses). On a GPU, only this
+    process's device: a retry may land on an instance with fewer GPUs, where other devices' states would not
+    restore."""
     np_state = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
         "python": random.getstate(),
@@ -86,7 +89,7 @@ def capture_rng() -> dict[str, Any]:
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -97,7 +100,7 @@ def restore_rng(state: dict[str, Any]) -> None:
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 @dataclass
@@ -262,6 +265,8 @@ class CheckpointStore:
     def find_latest(self, files: tuple[str, ...] = (MODEL_FILE, STATE_FILE, CONFIG_FILE)) -> ResumeSearch:
         """The newest checkpoint whose manifest and `files` verify; the newer ones skipped, and why."""
         search = ResumeSearch(found=None)
+        if not self._local:  # copies an earlier attempt on this host downloaded (GBs each) are stale now
+            shutil.rmtree(self.work_dir / RESTORE_DIR, ignore_errors=True)
         for name, present in sorted(self._names().items(), reverse=True):
             if MANIFEST_FILE not in present:
                 search.skipped.append(SkippedCheckpoint(name, "no manifest (its save was interrupted)", False))
@@ -302,7 +307,7 @@ class CheckpointStore:
         uri = join(self.uri, name, file_name)
         if self._local:
             return Path(storage.parse_uri(uri).key)
-        path = self.work_dir / "restore" / name / file_name
+        path = self.work_dir / RESTORE_DIR / name / file_name
         try:
             storage.download_file(uri, path)
         except storage.StorageError:

@@ -132,7 +132,6 @@ class InterruptWatch:
         self._done = threading.Event()
         self._previous_handler: Any = None
         self._thread: threading.Thread | None = None
-        self.stop_detail: str | None = None
 
     def _add(self, cause: Cause) -> None:
         with self._lock:
@@ -183,14 +182,12 @@ class InterruptWatch:
             log.error("ignoring an invalid stop request at %s: %s", self.stop_request_uri, exc)
             return
         log.warning("stop requested (%s): %s", request.reason, request.detail)
-        self.stop_detail = request.detail
         self._add(_STOP_CAUSES[AbortReason(request.reason)])
 
     # ---- lifecycle -----------------------------------------------------------------------------------
-    def start(self, handle_signals: bool = True, poll_spot: bool = True) -> None:
-        if handle_signals:
-            self._previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
-        if poll_spot and self.imds is not None:
+    def start(self) -> None:
+        self._previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+        if self.imds is not None:
             self._thread = threading.Thread(target=self._poll_spot, name="spot-notice", daemon=True)
             self._thread.start()
 

@@ -7,7 +7,8 @@ uninterrupted one step for step (bit-identical on the CPU, where torch is determ
 
 Checkpoint triggers: every `interval_steps` steps, every `interval_minutes`, each epoch end, and at once for
 SIGTERM, a spot notice or a stop request (see `interrupts`). Guards: a NaN/Inf loss exits 76 without saving;
-with fp16 loss scaling, `max_overflow_steps` skipped steps in a row exits 76 too; a loss above
+`max_overflow_steps` skipped steps in a row (fp16 overflows, or any non-finite gradient, which is never
+applied) exits 76 too; a loss above
 `monitoring.loss_warn` writes a `JobWarning`.
 """
 
@@ -170,9 +171,15 @@ class Trainer:
         for skipped in corrupt:
             self.emit(JobWarning, code="checkpoint-corrupt", message=f"checkpoint {skipped.name} skipped: "
                       f"{skipped.reason}; resumed from {found.name if found else 'scratch'}")
-        # Off EC2 (no metadata service answered) there is no spot notice to poll for.
-        watch = InterruptWatch(imds if placement.reachable else None, opts.stop_request_uri if ctx.is_main else None)
-        watch.start(poll_spot=ctx.is_main)
+        # Off EC2 (no metadata service answered) there is no spot notice to poll for. Under Batch this is EC2
+        # whatever the first answer was: keep polling, since a reclaim need not send a SIGTERM first.
+        on_batch = "AWS_BATCH_JOB_ID" in os.environ
+        if on_batch and imds is not None and not placement.reachable:
+            log.warning("instance metadata did not answer at %s: spot notices are seen only once it does; in a "
+                        "container IMDSv2 needs the launch template's HttpPutResponseHopLimit >= 2", imds.endpoint)
+        watch = InterruptWatch(imds if placement.reachable or on_batch else None,
+                               opts.stop_request_uri if ctx.is_main else None)
+        watch.start()
         deterministic = torch.are_deterministic_algorithms_enabled()
         if ctx.device.type == "cpu":  # exact resume is proven on the CPU; CUDA kernels are left fast
             torch.use_deterministic_algorithms(True)
@@ -331,7 +338,7 @@ class Trainer:
                     return diverged("overflow-collapse", step)
                 if overflow_run == max(1, tcfg.max_overflow_steps // 2):
                     self.emit(JobWarning, code="overflow-steps", step=step, epoch=epoch,
-                              message=f"{overflow_run} fp16 overflow steps in a row (loss scale "
+                              message=f"{overflow_run} steps in a row skipped for a non-finite gradient (loss scale "
                                       f"{scaler.get_scale():g}); divergence at {tcfg.max_overflow_steps}")
                 if result.loss > cfg.monitoring.loss_warn and not high_loss:
                     self.emit(JobWarning, code="high-loss", step=step, epoch=epoch,
@@ -355,6 +362,8 @@ class Trainer:
                     save("steps")
                 elif not epoch_done and time.monotonic() - last_save_time >= cfg.checkpoint.interval_minutes * 60:
                     save("interval")
+            if cause := agreed_cause():  # save before validation, which may outlast a spot notice's 2 minutes
+                return stop(cause)
             val_loss = self._validate(model, val_source, len(val_clips), precision)
             if val_loss is not None:
                 self.emit(ValLoss, step=self.position.step, epoch=epoch, val_loss=val_loss)
@@ -389,11 +398,16 @@ class Trainer:
             return StepResult(step_loss, math.inf, False)
         scaler.unscale_(optimizer)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip_norm))
-        scale_before = scaler.get_scale() if precision.uses_loss_scaling else 1.0
-        scaler.step(optimizer)
-        scaler.update()
-        skipped = precision.uses_loss_scaling and scaler.get_scale() < scale_before
-        # An overflowed fp16 step has an inf (or NaN) gradient norm: recorded as inf, a normal skipped step.
+        if precision.uses_loss_scaling:  # the scaler skips an overflowed step and lowers its scale
+            scale_before = scaler.get_scale()
+            scaler.step(optimizer)
+            scaler.update()
+            skipped = scaler.get_scale() < scale_before
+        else:  # nothing else would stop an inf/NaN gradient from turning the weights (and the next save) to NaN
+            skipped = not math.isfinite(grad_norm)
+            if not skipped:
+                optimizer.step()
+        # A skipped step has an inf (or NaN) gradient norm: recorded as inf; a run of them is divergence.
         return StepResult(step_loss, grad_norm if math.isfinite(grad_norm) else math.inf, skipped)
 
     def _validate(self, model: torch.nn.Module, source: ExampleSource, count: int, precision: Precision) -> float | None:

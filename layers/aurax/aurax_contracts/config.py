@@ -178,9 +178,8 @@ class BudgetConfig(Contract):
 
 
 class ComputeConfig(Contract):
-    train_instance_types: list[Annotated[str, Field(pattern=r"^[a-z0-9]+\.[a-z0-9]+$")]] = Field(
-        default_factory=lambda: ["g4dn.xlarge", "g4dn.2xlarge"], min_length=1)
-    """Spot instance types Batch may use for training (T4)."""
+    """Compute pricing the cost ledger falls back on (the instance types themselves are stack parameters)."""
+
     on_demand_fallback_usd_per_hour: Annotated[float, Field(gt=0, le=1000)] = 0.526
     """Price used when spot price history has no entry (g4dn.xlarge on-demand in us-east-1, conservative)."""
 

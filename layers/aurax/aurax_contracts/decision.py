@@ -24,6 +24,7 @@ class Decision(Contract):
     run_id: str
     point: Literal["decision", "final"]
     epoch: Annotated[int, Field(ge=0)]
+    """Epochs fully trained when the decision was taken (from the evaluation report)."""
     outcome: Literal["GO", "NO-GO"]
     criteria: list[Criterion] = Field(min_length=1)
     treatment: ArmSummary

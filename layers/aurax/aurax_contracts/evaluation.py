@@ -68,7 +68,9 @@ class EvalReport(Contract):
     run_id: str
     point: Literal["decision", "final"]
     epoch: Annotated[int, Field(ge=0)]
+    """Epochs fully trained at the checkpoint under test (equals training.decision_epoch at the decision point)."""
     step: Annotated[int, Field(ge=0)]
+    """Optimizer steps of the checkpoint under test."""
     score_threshold: Score
     clip_seconds: Annotated[float, Field(gt=0)]
     guidance_scale: Annotated[float, Field(ge=1)]

@@ -33,12 +33,16 @@ class AbortReason(StrEnum):
     BAD_INPUT = "bad-input"
     PREFLIGHT_FAILED = "preflight-failed"
     RETRIES_EXHAUSTED = "retries-exhausted"
+    TIMED_OUT = "timed-out"
     JOB_FAILED = "job-failed"
     NO_GO = "no-go"
 
 
 #: Prefix of the reason the control plane gives `batch:TerminateJob`, so Batch never retries its own kills.
 TERMINATE_REASON_PREFIX = "aurax:"
+
+#: The status reason Batch gives an attempt that ran past its job definition's timeout (never retried by Batch).
+TIMEOUT_STATUS_REASON = "Job attempt duration exceeded timeout"
 
 #: Batch job attempts (Batch allows 1-10). Exhausting them on interruptions sends the state machine round
 #: again from the last checkpoint, so a run of weeks is not limited by this number.
@@ -89,6 +93,8 @@ def classify_failure(exit_code: int | None, status_reason: str | None) -> AbortR
             return AbortReason(word)
         except ValueError:
             return AbortReason.JOB_FAILED
+    if status_reason and status_reason.startswith(TIMEOUT_STATUS_REASON):
+        return AbortReason.TIMED_OUT
     if exit_code is None:
         return AbortReason.RETRIES_EXHAUSTED if status_reason and status_reason.startswith("Host EC2") \
             else AbortReason.JOB_FAILED
@@ -98,5 +104,6 @@ def classify_failure(exit_code: int | None, status_reason: str | None) -> AbortR
         return AbortReason.JOB_FAILED
 
 
-#: Abort reasons after which the state machine submits the job again from its last checkpoint.
-RESUMABLE = frozenset({AbortReason.RETRIES_EXHAUSTED})
+#: Abort reasons after which the state machine submits a training job again; it resumes from its last
+#: checkpoint. Batch allows only 10 attempts and never retries a timed-out one, and a run lasts weeks.
+RESUMABLE = frozenset({AbortReason.RETRIES_EXHAUSTED, AbortReason.TIMED_OUT})

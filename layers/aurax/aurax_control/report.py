@@ -67,9 +67,12 @@ def suggestions(reason: AbortReason, state: RunState | None, ledger: CostLedger 
                            "is not worth its cost at this rate; see the ledger.")
     elif reason in (AbortReason.BAD_CONFIG, AbortReason.BAD_INPUT, AbortReason.PREFLIGHT_FAILED):
         out.append("Nothing was trained: fix the problem named above and start a new execution.")
+    elif reason == AbortReason.TIMED_OUT:
+        out.append("A job ran past its job definition's timeout: read its log for what it was doing; raise the "
+                   "stack parameter TrainTimeoutSeconds if training was simply long.")
     elif reason == AbortReason.RETRIES_EXHAUSTED:
         out.append("Spot capacity kept being reclaimed: start the run again (it resumes from its last "
-                   "checkpoint) or add instance types to compute.train_instance_types.")
+                   "checkpoint) or add spot instance types to the stack parameter GpuInstanceTypes.")
     else:
         out.append("Read the failed job's log; the run resumes from its last checkpoint when started again.")
     if state and state.bad_lines:
@@ -84,7 +87,7 @@ def build_sections(run_id: str, reason: AbortReason, detail: str, state: RunStat
                         table=[("Reason", reason.value), ("Written", now.isoformat())])]
     if state is not None:
         sections.append(Section("Metrics", table=[
-            ("Status", state.status), ("Epoch", str(state.epoch)), ("Step", str(state.step)),
+            ("Status", state.status), ("Epoch in progress (0-based)", str(state.epoch)), ("Step", str(state.step)),
             ("Total steps", str(state.total_steps) if state.total_steps is not None else "n/a"),
             ("Last training loss", _num(state.last_loss)), ("Last validation loss", _num(state.last_val_loss)),
             ("Interruptions", str(state.interruptions)), ("Bad metric lines", str(state.bad_lines)),
@@ -96,7 +99,7 @@ def build_sections(run_id: str, reason: AbortReason, detail: str, state: RunStat
             ("Projected", f"${ledger.projected_usd:.2f}" if ledger.projected_usd is not None else "n/a"),
             ("Per step", f"${ledger.usd_per_step:.5f}" if ledger.usd_per_step is not None else "n/a"),
             ("Attempts", str(len(ledger.attempts)))])
-        spend.bullets = [f"{a.job_name or a.job_id} attempt {a.attempt}: {a.instance_type or '?'} in {a.availability_zone or '?'}, "
+        spend.bullets = [f"{a.job_name or a.job_id} attempt {a.attempt}: {a.instance_type or 'unknown instance'} in {a.availability_zone or 'unknown zone'}, "
                          f"${a.cost_usd:.2f} at ${a.usd_per_hour:.3f}/h ({a.price_source})" for a in ledger.attempts]
         sections.append(spend)
     if decision is not None:

@@ -52,8 +52,8 @@ def watch_run(rt: Runtime, state: RunState, config: RunConfig, now: datetime) ->
                     step=state.step, epoch=state.epoch, time=now,
                     evidence={"job_id": job_id, "job_name": job.get("jobName"), "waiting_minutes": round(minutes, 1),
                               "limit_minutes": mon.stuck_runnable_minutes},
-                    action="Nothing is spent while it waits. Add instance types to compute.train_instance_types "
-                           "or zones to the compute environment, or wait for capacity."))
+                    action="Nothing is spent while it waits. Add spot instance types to the stack parameter "
+                           "GpuInstanceTypes or zones to the compute environment, or wait for capacity."))
                 memory.stuck_alerted[job_id] = now
                 changed = True
                 rt.store.update_state(state.run_id, add_fields={"alerts_sent": 1})
