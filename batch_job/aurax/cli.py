@@ -25,7 +25,7 @@ from .storage import StorageError
 
 EPILOG = """exit codes: 0 ok, 1 unexpected error, 64 bad config or arguments, 65 bad input data,
 75 interrupted (checkpoint saved; run the same command again), 76 diverged, 77 over budget,
-78 preflight failed. See README.md#exit-codes."""
+78 preflight failed. See README.md#one-exit-code-contract."""
 
 
 def build_parser() -> argparse.ArgumentParser:
