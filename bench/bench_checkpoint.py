@@ -21,10 +21,6 @@ import time
 from pathlib import Path
 
 import torch
-from aurax.train.checkpoint import CheckpointContent, CheckpointStore, Position, capture_rng
-from aurax.train.schedule import cosine_with_warmup
-from aurax.train.trainable import load_trainable_state, make_trainable, trainable_state
-from aurax_contracts import RunConfig
 from transformers import (
     EncodecConfig,
     MusicgenConfig,
@@ -32,6 +28,11 @@ from transformers import (
     MusicgenForConditionalGeneration,
     T5Config,
 )
+
+from aurax.train.checkpoint import CheckpointContent, CheckpointStore, Position, capture_rng
+from aurax.train.schedule import cosine_with_warmup
+from aurax.train.trainable import load_trainable_state, make_trainable, trainable_state
+from aurax_contracts import RunConfig
 
 
 def musicgen_small_config() -> MusicgenConfig:
@@ -95,7 +96,8 @@ def main() -> None:
 
     gib = 1024 ** 3
     print(f"musicgen-small architecture (random init, built in {build_seconds:.0f} s): {total / 1e6:.0f}M "
-          f"parameters, {trained / 1e6:.1f}M trained ({args.finetune}); CPU, local disk, {torch.get_num_threads()} threads")
+          f"parameters, {trained / 1e6:.1f}M trained ({args.finetune}); "
+          f"CPU, local disk, {torch.get_num_threads()} threads")
     for name, size in sizes.items():
         print(f"  {name:20s} {size / gib:7.3f} GiB")
     print(f"  checkpoint total     {saved.bytes / gib:7.3f} GiB")

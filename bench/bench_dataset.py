@@ -108,7 +108,8 @@ def main() -> None:
     decode_resample_s = (time.process_time() - start) / args.clips
     assert all(hasattr(d, "waveform") for d in decoded)
     print(f"decode            {decode_s * 1000:7.1f} CPU-ms/clip ({1 / decode_s:6.1f} clips/s per core)")
-    print(f"decode + resample {decode_resample_s * 1000:7.1f} CPU-ms/clip ({1 / decode_resample_s:6.1f} clips/s per core)")
+    print(f"decode + resample {decode_resample_s * 1000:7.1f} CPU-ms/clip "
+          f"({1 / decode_resample_s:6.1f} clips/s per core)")
 
     samples = len(waveforms[0])
     rows = []

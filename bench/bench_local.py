@@ -38,7 +38,8 @@ def main() -> None:
             note = f"  ({attempt['status_reason']})" if attempt["status_reason"] else ""
             print(f"  {name + ' attempt ' + str(attempt['attempt']):<48} {attempt['seconds']:6.1f} s{note}")
         jobs = sum(a["seconds"] for a in result.batch_attempts)
-        print(f"  {'everything else (Lambda tasks, polling, reports)':<48} {total - result.deploy_seconds - jobs:6.1f} s")
+        rest = total - result.deploy_seconds - jobs
+        print(f"  {'everything else (Lambda tasks, polling, reports)':<48} {rest:6.1f} s")
         print(f"  load average now {os.getloadavg()[0]:.2f}")
 
 

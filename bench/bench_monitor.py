@@ -97,8 +97,9 @@ def layer_dependencies(use_pip: bool) -> tuple[str, int, int]:
     if use_pip:
         with tempfile.TemporaryDirectory() as tmp:
             result = subprocess.run(
-                [sys.executable, "-m", "pip", "install", "--quiet", "--target", tmp, "--platform", "manylinux2014_x86_64",
-                 "--python-version", "3.11", "--only-binary=:all:", "-r", str(LAYER / "requirements.txt")],
+                [sys.executable, "-m", "pip", "install", "--quiet", "--target", tmp,
+                 "--platform", "manylinux2014_x86_64", "--python-version", "3.11", "--only-binary=:all:",
+                 "-r", str(LAYER / "requirements.txt")],
                 capture_output=True, text=True)
             if result.returncode == 0:
                 raw, zipped = tree_size([p for p in Path(tmp).iterdir()])

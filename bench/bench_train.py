@@ -20,6 +20,7 @@ import librosa
 import numpy as np
 import soundfile as sf
 import torch
+
 from aurax.dataset.shards import Clip
 from aurax.model import codec_info, encode_audio, load_musicgen, load_tokenizer
 from aurax.train.data import ExampleSource, TextConditioning, delay_pattern_labels, epoch_order

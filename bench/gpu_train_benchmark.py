@@ -27,14 +27,16 @@ import time
 from pathlib import Path
 
 import torch
-from aurax_contracts import RunConfig
 from transformers import MusicgenForConditionalGeneration
 
+from aurax_contracts import RunConfig
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_checkpoint import musicgen_small_config
+
 from aurax.train.data import delay_pattern_labels
 from aurax.train.precision import Precision
 from aurax.train.trainable import make_trainable
-from bench_checkpoint import musicgen_small_config
 
 REPO = Path(__file__).resolve().parent.parent
 T4_FP16_PEAK = 65e12
@@ -60,7 +62,8 @@ def job_smoke_test(precision: str) -> None:
                 str(base / "work"), "--checkpoint-every-steps", "2", "--metrics-flush-seconds", "0"]
         env = {**os.environ, "AURAX_IMDS_ENDPOINT": "off"}
         for until in (1, 2):
-            done = subprocess.run([*argv, "--until-epoch", str(until)], env=env, capture_output=True, text=True, check=False)
+            done = subprocess.run([*argv, "--until-epoch", str(until)], env=env, capture_output=True, text=True,
+                                  check=False)
             if done.returncode != 0:
                 raise SystemExit(f"aurax job train ({precision}, until {until}) exited {done.returncode}:\n"
                                  f"{done.stderr[-3000:]}")

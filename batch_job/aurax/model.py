@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+
 import torch
+from transformers import (
+    EncodecConfig,
+    MusicgenConfig,
+    MusicgenDecoderConfig,
+    MusicgenForConditionalGeneration,
+    PreTrainedTokenizerBase,
+    T5Config,
+)
+
 from aurax_contracts import TINY_MODEL_ID
-from transformers import (EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, MusicgenForConditionalGeneration,
-                          PreTrainedTokenizerBase, T5Config)
 
 log = logging.getLogger(__name__)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aurax_contracts import FailureInput
-from aurax_control.runtime import runtime
-from aurax_control.tasks import classify
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from aurax_contracts import FailureInput
+from aurax_control.runtime import runtime
+from aurax_control.tasks import classify
 
 logger = Logger()
 

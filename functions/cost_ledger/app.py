@@ -6,14 +6,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from aurax_control.dashboard import publish, run_metrics
-from aurax_control.jobs import belongs_to_run
-from aurax_control.ledger import update_run
-from aurax_control.runtime import runtime
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from aurax_control.dashboard import publish, run_metrics
+from aurax_control.jobs import belongs_to_run
+from aurax_control.ledger import update_run
+from aurax_control.runtime import runtime
 
 logger = Logger()
 metrics = run_metrics()

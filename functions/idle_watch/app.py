@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from aurax_control.runtime import runtime
-from aurax_control.watch import watch_run
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from aurax_control.runtime import runtime
+from aurax_control.watch import watch_run
 
 logger = Logger()
 

@@ -11,15 +11,16 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.idempotency import idempotent_function
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from aurax_control.dashboard import publish, run_metrics
 from aurax_control.idempotency import idempotency_config, persistence_layer
 from aurax_control.inputs import S3Notification
 from aurax_control.monitoring import process_object
 from aurax_control.runtime import runtime
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.idempotency import idempotent_function
-from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
 metrics = run_metrics()

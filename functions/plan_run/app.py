@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from aurax_contracts import ExecutionInput, describe_validation_error
-from aurax_control.runtime import runtime
-from aurax_control.tasks import BadConfigError, plan
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
+
+from aurax_contracts import ExecutionInput, describe_validation_error
+from aurax_control.runtime import runtime
+from aurax_control.tasks import BadConfigError, plan
 
 __all__ = ["BadConfigError", "lambda_handler"]
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from aurax_control.idempotency import idempotency_config, persistence_layer, with_plan_id
-from aurax_control.inputs import PromoteInput
-from aurax_control.runtime import runtime
-from aurax_control.tasks import NoVerifiedCheckpointError, promote
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from aurax_control.idempotency import idempotency_config, persistence_layer, with_plan_id
+from aurax_control.inputs import PromoteInput
+from aurax_control.runtime import runtime
+from aurax_control.tasks import NoVerifiedCheckpointError, promote
 
 __all__ = ["NoVerifiedCheckpointError", "lambda_handler"]
 

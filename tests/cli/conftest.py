@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from moto import mock_aws
+
 from aurax.cli import main
 from aurax.local.stack import LocalStack, deploy
-from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = "aurax-cli-test"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from aurax.ops.estimate import estimate, train_flops_per_sample
 from aurax_contracts import JobExit, RunConfig
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import boto3
+
 from aurax.local.stack import LocalStack
 from aurax_contracts import JobExit
-
 from tests.cli.conftest import STACK
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 
 import boto3
+
 from aurax.local.stack import LocalStack
 from aurax_contracts import JobExit, RunConfig
-
 from tests.cli.conftest import STACK
 
-VALID = "run_id: cli-start-1\nmodel: {model_id: aurax/tiny-random-musicgen}\ntraining: {total_epochs: 4, decision_epoch: 2}\n"
+VALID = ("run_id: cli-start-1\nmodel: {model_id: aurax/tiny-random-musicgen}\n"
+         "training: {total_epochs: 4, decision_epoch: 2}\n")
 
 
 def test_start_uploads_the_config_and_starts_an_execution(deployed: LocalStack, aurax, run_yaml):
@@ -49,7 +50,8 @@ def test_a_bad_config_names_each_field_and_starts_nothing(deployed: LocalStack, 
     bad = "run_id: Bad_Run\ntraining: {total_epochs: 2, decision_epoch: 5, learning_rat: 0.1}\n"
     result = aurax("start", "--stack", STACK, "--config", run_yaml(bad))
     assert result.code == JobExit.BAD_CONFIG
-    assert "run_id" in result.err and "training.learning_rat" in result.err and "did you mean 'learning_rate'" in result.err
+    assert "run_id" in result.err and "training.learning_rat" in result.err
+    assert "did you mean 'learning_rate'" in result.err
     assert "fix:" in result.err
     assert len(sfn.list_executions(stateMachineArn=deployed.state_machine_arn)["executions"]) == before
     keys = boto3.client("s3").list_objects_v2(Bucket=deployed.bucket, Prefix="runs/Bad_Run").get("KeyCount", 0)

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
+
 from aurax.local.stack import LocalStack
 from aurax_contracts import AttemptCost, CostLedger, JobExit
 from aurax_control.store import LEDGER, RunStore
-
 from tests.cli.conftest import STACK
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -21,12 +21,15 @@ def seed_run(deployed: LocalStack, run_id: str, *, step: int = 50, total: int = 
     store.update_state(run_id, {"status": "training", "step": step, "epoch": 1, "total_steps": total,
                                 "last_loss": 4.25, "last_val_loss": 4.5, "training_started_at": T0,
                                 "last_heartbeat_at": T0 + timedelta(hours=1)})
-    store.update_state(run_id, {"updated_at": T0 + timedelta(hours=1)}, add_fields={"interruptions": 1, "alerts_sent": 2})
+    store.update_state(run_id, {"updated_at": T0 + timedelta(hours=1)},
+                       add_fields={"interruptions": 1, "alerts_sent": 2})
     if ledger:
         attempt = AttemptCost(job_id="j1", attempt=1, instance_type="g4dn.xlarge", availability_zone="us-east-1a",
-                              started_at=T0, stopped_at=None, usd_per_hour=0.2, price_source="spot-history", cost_usd=12.0)
+                              started_at=T0, stopped_at=None, usd_per_hour=0.2, price_source="spot-history",
+                              cost_usd=12.0)
         store.put_doc(run_id, LEDGER, CostLedger(run_id=run_id, attempts=[attempt], compute_usd=12.0, spend_usd=12.0,
-                                                 projected_usd=48.0, budget_usd=600.0, updated_at=T0 + timedelta(hours=1)))
+                                                 projected_usd=48.0, budget_usd=600.0,
+                                                 updated_at=T0 + timedelta(hours=1)))
 
 
 def start(deployed: LocalStack, run_id: str, name: str) -> str:

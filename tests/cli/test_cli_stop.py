@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 
 import boto3
+
 from aurax.local.moto_patches import BatchJobResult, BatchJobRun, patched_moto
 from aurax.local.stack import LocalStack
 from aurax.ops.stop import STOP_REASON
 from aurax_contracts import JobExit
 from aurax_contracts.exit_codes import batch_retry_strategy
-
 from tests.cli.conftest import STACK
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from aurax_contracts import ContractError, RunConfig, parse_run_config
 from aurax_contracts.config import MUSICGEN_SMALL
 
@@ -78,4 +79,5 @@ def test_fingerprints_follow_what_they_cover() -> None:
     assert base.dataset_fingerprint() != other_data.dataset_fingerprint()
     # Extending the run after GO must still resume the same checkpoints.
     assert base.training_fingerprint() == longer.training_fingerprint()
-    assert base.training_fingerprint() != RunConfig(run_id="r-1", training={"learning_rate": 1e-4}).training_fingerprint()
+    other_rate = RunConfig(run_id="r-1", training={"learning_rate": 1e-4})
+    assert base.training_fingerprint() != other_rate.training_fingerprint()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 
 import pytest
+
 from aurax_contracts import AbortReason, JobExit, batch_retry_strategy, classify_failure
 from aurax_contracts.exit_codes import RESUMABLE, terminate_reason
 

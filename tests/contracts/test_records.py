@@ -6,10 +6,22 @@ import math
 from datetime import UTC, datetime
 
 import pytest
-from aurax_contracts import (AlertDetail, ArmSummary, Comparison, Criterion, Decision, DecisionDetail, EvalReport,
-                             Provenance, Severity, dump_metric_line, parse_metric_line)
-from aurax_contracts.metrics import Heartbeat, TrainStep
 from pydantic import ValidationError
+
+from aurax_contracts import (
+    AlertDetail,
+    ArmSummary,
+    Comparison,
+    Criterion,
+    Decision,
+    DecisionDetail,
+    EvalReport,
+    Provenance,
+    Severity,
+    dump_metric_line,
+    parse_metric_line,
+)
+from aurax_contracts.metrics import Heartbeat, TrainStep
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SHA = "a" * 64

@@ -92,7 +92,8 @@ def account() -> Iterator[Account]:
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         ddb = boto3.client("dynamodb")
         ddb.create_table(TableName=RUN_TABLE, BillingMode="PAY_PER_REQUEST",
-                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                    {"AttributeName": "sk", "KeyType": "RANGE"}],
                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
                                                {"AttributeName": "sk", "AttributeType": "S"}])
         ddb.create_table(TableName=IDEMPOTENCY_TABLE, BillingMode="PAY_PER_REQUEST",
@@ -101,7 +102,9 @@ def account() -> Iterator[Account]:
         sqs = boto3.client("sqs")
         alerts_q = sqs.create_queue(QueueName="alerts")["QueueUrl"]
         events_q = sqs.create_queue(QueueName="events")["QueueUrl"]
-        arn = lambda url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        def arn(url: str) -> str:
+            return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
         sns = boto3.client("sns")
         topic = sns.create_topic(Name="aurax-alerts")["TopicArn"]
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn(alerts_q))
@@ -121,7 +124,8 @@ def _batch() -> tuple[str, str]:
     batch = boto3.client("batch")
     env = batch.create_compute_environment(computeEnvironmentName="aurax-ce", type="UNMANAGED", serviceRole=role)
     queue = batch.create_job_queue(jobQueueName=QUEUE_NAME, priority=1, state="ENABLED",
-                                   computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}])
+                                   computeEnvironmentOrder=[{"order": 1,
+                                                             "computeEnvironment": env["computeEnvironmentArn"]}])
     jd = batch.register_job_definition(jobDefinitionName="train", type="container",
                                        containerProperties={"image": "aurax", "vcpus": 1, "memory": 512,
                                                             "command": ["true"]})

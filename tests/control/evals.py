@@ -18,7 +18,8 @@ def arm(model: str, authentic: int, clips: int = 100) -> ArmSummary:
 def eval_report(run_id: str = "run-a", point: str = "decision", authentic: int = 40,
                 val_loss: float | None = 3.0, checkpoint_sha: str = SHA) -> EvalReport:
     return EvalReport(run_id=run_id, point=point, epoch=5, step=500, score_threshold=80, clip_seconds=10,
-                      guidance_scale=3, treatment=arm("s3://b/ck", authentic), control=arm("facebook/musicgen-small", 10),
+                      guidance_scale=3, treatment=arm("s3://b/ck", authentic),
+                      control=arm("facebook/musicgen-small", 10),
                       comparison=Comparison(difference=(authentic - 10) / 100, p_value=0.001), val_loss=val_loss,
                       provenance=Provenance(checkpoint_uri="s3://b/ck", checkpoint_sha256=checkpoint_sha,
                                             code_version="git-abc", dataset_manifest_sha256="b" * 64),

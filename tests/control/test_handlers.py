@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
+
 from aurax_contracts import (
     AbortReason,
     CheckpointManifest,
@@ -22,7 +24,6 @@ from aurax_contracts import (
 from aurax_control.runtime import runtime
 from aurax_control.store import LEDGER, RunStore
 from aurax_control.watch import watch_run
-from botocore.exceptions import ClientError
 
 from .conftest import (
     BUCKET,
@@ -335,7 +336,8 @@ def test_terminate_goes_on_past_a_job_batch_refuses(account, jobs, monkeypatch) 
 
     def refuse_stale(jobId: str, reason: str) -> dict:
         if jobId == "stale-id":
-            raise ClientError({"Error": {"Code": "ClientException", "Message": "Job stale-id not found"}}, "TerminateJob")
+            raise ClientError({"Error": {"Code": "ClientException", "Message": "Job stale-id not found"}},
+                              "TerminateJob")
         return real(jobId=jobId, reason=reason)
 
     monkeypatch.setattr(batch_jobs.client("batch"), "terminate_job", refuse_stale)

@@ -6,6 +6,7 @@ import math
 from datetime import timedelta
 
 import pytest
+
 from aurax_contracts.config import MonitoringConfig
 from aurax_control.monitor import BadLineKind, ChunkMonitor, MonitorState, in_critical_window, should_alert
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+
 from aurax_contracts import AbortReason, CostLedger, RunConfig, RunState
 from aurax_contracts.config import BudgetConfig
 from aurax_control import cost, idle, report

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from aurax_contracts import AbortReason, RunState
 from aurax_control.monitor import MonitorState
 from aurax_control.store import MONITOR, ConcurrentUpdateError, RunStore, from_attribute, to_attribute
@@ -39,7 +40,8 @@ def test_state_fields_update_independently_and_the_first_abort_wins(account) -> 
     store.update_state("run-a", {"status": "aborted"})
     assert not store.advance_status("run-a", "evaluating")  # a finished run keeps its status
     assert store.get_state("run-a").status == "aborted"
-    store.plan(RunState(run_id="run-a", updated_at=T0), "s3://b/c.json", plan_id="p1")  # a new execution clears the abort
+    # A new execution clears the abort.
+    store.plan(RunState(run_id="run-a", updated_at=T0), "s3://b/c.json", plan_id="p1")
     assert store.get_state("run-a").abort_reason is None
 
 

@@ -9,6 +9,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
 from tests.dataset.mtat_fixture import FileServer, file_handler, write_extracted, write_zipped
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
+
 from aurax.dataset.annotations import AnnotatedClip, format_annotations
 from aurax.dataset.selection import KNOWN_BROKEN
 from aurax_contracts import TINY_MODEL_ID, RunConfig

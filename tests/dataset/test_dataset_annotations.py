@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from aurax.dataset.annotations import parse_annotations
 from aurax.errors import InputError
 from tests.dataset.mtat_fixture import FIXTURE_CLIPS, MTAT_TAGS, annotations_bytes

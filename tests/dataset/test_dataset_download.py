@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from aurax.dataset.download import DownloadError, RetryPolicy, download
 from tests.dataset.mtat_fixture import FileServer
 

@@ -10,13 +10,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from aurax.cli import main
 from aurax.dataset.builder import prepare_dataset
 from aurax.dataset.shards import load_manifest, load_split
 from aurax.errors import InputError
 from aurax_contracts import JobExit
-from tests.dataset.mtat_fixture import (BROKEN_PATH, ELIGIBLE_TRAIN, ELIGIBLE_VALIDATION, FIXTURE_CLIPS,
-                                        mp3_bytes, run_config, write_config)
+from tests.dataset.mtat_fixture import (
+    BROKEN_PATH,
+    ELIGIBLE_TRAIN,
+    ELIGIBLE_VALIDATION,
+    FIXTURE_CLIPS,
+    mp3_bytes,
+    run_config,
+    write_config,
+)
 
 
 def _prepare(tmp_path: Path, source: Path, name: str = "config.json", **rules: object) -> tuple[int, Path]:
@@ -31,10 +39,11 @@ def _encode_directly(clip_id: int) -> np.ndarray:
     """What the codec gives for one fixture clip, decoded and resampled independently of the job."""
     import io
 
-    import aurax.model
     import soundfile
     import soxr
     import torch
+
+    import aurax.model
 
     audio, rate = soundfile.read(io.BytesIO(mp3_bytes(clip_id)), dtype="float32")
     model = aurax.model.load_musicgen(run_config().model.model_id)

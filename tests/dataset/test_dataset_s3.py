@@ -9,11 +9,12 @@ from typing import Any
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from aurax import storage
 from aurax.cli import main
 from aurax.dataset.shards import load_manifest, load_split
 from aurax_contracts import JobExit, RunConfig, RunLayout
-from moto import mock_aws
 from tests.dataset.mtat_fixture import ELIGIBLE_TRAIN, ELIGIBLE_VALIDATION, FileServer, run_config
 
 BUCKET = "aurax-data"
@@ -101,7 +102,8 @@ def test_web_source_resumes_and_is_cached_in_s3(s3: Any, tmp_path: Path, zipped_
     first, resumed = file_server.gets("mp3.zip.002")
     assert first is None and resumed is not None and 0 < int(resumed.removeprefix("bytes=").rstrip("-")) <= 1000
     cached = _keys(s3, "datasets/mtat-source/")
-    assert cached == sorted(f"datasets/mtat-source/{name}{ext}" for name in file_server.files for ext in ("", ".sha256"))
+    expected = sorted(f"datasets/mtat-source/{name}{ext}" for name in file_server.files for ext in ("", ".sha256"))
+    assert cached == expected
     body = s3.get_object(Bucket=BUCKET, Key="datasets/mtat-source/mp3.zip.002.sha256")["Body"].read().decode()
     assert body == hashlib.sha256(file_server.files["mp3.zip.002"]).hexdigest()
 

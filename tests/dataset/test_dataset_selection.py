@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from aurax.dataset.annotations import AnnotatedClip, Annotations, parse_annotations
 from aurax.dataset.selection import min_clips, rank
 from aurax_contracts import ContractError

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from aurax.dataset.shards import MANIFEST_NAME, Clip, encode_shard, load_split, manifest_json, shard_name
 from aurax.errors import InputError
 from aurax_contracts import DatasetManifest, ShardInfo

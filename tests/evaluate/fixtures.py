@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 
 import numpy as np
 import torch
-from aurax_contracts import TINY_MODEL_ID, DatasetManifest, RunConfig, ShardInfo
-from aurax_contracts.layout import join
-from aurax_contracts.metrics import TrainStep, ValLoss, dump_metric_line
 
 from aurax import storage
 from aurax.dataset.shards import MANIFEST_NAME, Clip, encode_shard, manifest_json
+from aurax_contracts import TINY_MODEL_ID, DatasetManifest, RunConfig, ShardInfo
+from aurax_contracts.layout import join
+from aurax_contracts.metrics import TrainStep, ValLoss, dump_metric_line
 
 CHECKPOINT_STEP = 12
 CHECKPOINT_EPOCH = 1

@@ -12,7 +12,6 @@ import boto3
 import numpy as np
 import pytest
 import soundfile
-from aurax_contracts import EvalReport, RunConfig, RunLayout, parse_metric_line
 from moto import mock_aws
 from scipy.stats import fisher_exact
 
@@ -20,8 +19,16 @@ from aurax import storage
 from aurax.cli import main
 from aurax.evaluate.job import eval_uri, read_loss_curves
 from aurax.evaluate.stats import wilson_interval
-from tests.evaluate.fixtures import (CHECKPOINT_EPOCH, CHECKPOINT_STEP, CHECKPOINT_VAL_LOSS, tiny_config,
-                                     write_checkpoint, write_dataset, write_metrics)
+from aurax_contracts import EvalReport, RunConfig, RunLayout, parse_metric_line
+from tests.evaluate.fixtures import (
+    CHECKPOINT_EPOCH,
+    CHECKPOINT_STEP,
+    CHECKPOINT_VAL_LOSS,
+    tiny_config,
+    write_checkpoint,
+    write_dataset,
+    write_metrics,
+)
 
 CLIPS = 3
 

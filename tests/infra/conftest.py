@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from aurax.local.stack import load_template
 
+from aurax.local.stack import load_template
 from tests.infra.support import ASL_FILES, TEMPLATE
 
 

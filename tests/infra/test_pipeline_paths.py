@@ -16,13 +16,22 @@ from typing import Any
 
 import boto3
 import pytest
-from aurax.local.moto_patches import SPOT_RECLAIM_REASON, BatchJobResult, BatchJobRun, patched_moto, MOTO_CONFIG
-from aurax.local.stack import LocalStack, deploy
-from aurax_contracts import (AbortReason, ArmSummary, CheckpointFile, CheckpointManifest, Comparison, EvalReport,
-                             JobExit, Provenance, RunConfig)
-from aurax_contracts.exit_codes import terminate_reason
 from moto import mock_aws
 
+from aurax.local.moto_patches import MOTO_CONFIG, SPOT_RECLAIM_REASON, BatchJobResult, BatchJobRun, patched_moto
+from aurax.local.stack import LocalStack, deploy
+from aurax_contracts import (
+    AbortReason,
+    ArmSummary,
+    CheckpointFile,
+    CheckpointManifest,
+    Comparison,
+    EvalReport,
+    JobExit,
+    Provenance,
+    RunConfig,
+)
+from aurax_contracts.exit_codes import terminate_reason
 from tests.infra.support import TEMPLATE
 
 REGION = "us-east-1"

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from aurax.cli import build_parser
 from aurax_contracts import batch_retry_strategy
-
 from tests.infra.support import ROOT, TEMPLATE, tool
 
 OFFLINE_ENV = {**os.environ, "SAM_CLI_TELEMETRY": "0", "BC_SKIP_MAPPING": "TRUE", "AWS_DEFAULT_REGION": "us-east-1"}

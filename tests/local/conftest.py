@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from aurax.local.moto_patches import MOTO_CONFIG
 from moto import mock_aws
 
+from aurax.local.moto_patches import MOTO_CONFIG
 from tests.local.support import BatchInfra, create_batch_infra
 
 

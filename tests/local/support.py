@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+
 from aurax_contracts import batch_retry_strategy
 
 REGION = "us-east-1"

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from aurax.cli import main
 from aurax.commands import local as command
 from aurax.local import pipeline

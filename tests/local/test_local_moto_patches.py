@@ -8,6 +8,7 @@ import time
 
 import boto3
 import pytest
+
 from aurax.local.moto_patches import (
     SPOT_RECLAIM_REASON,
     BatchJobResult,
@@ -17,7 +18,6 @@ from aurax.local.moto_patches import (
     resolve_command,
 )
 from aurax_contracts import JobExit, batch_retry_strategy
-
 from tests.local.support import REGION, BatchInfra, create_function, run_state_machine
 
 HANDLER = """
@@ -116,7 +116,8 @@ def test_exit_code_that_is_not_retryable_fails_the_task_once_with_batch_cause(ba
 
 
 def test_interruptions_stop_after_the_job_definitions_attempts(batch_infra: BatchInfra):
-    definition = batch_infra.job_definition("train", ["x"], retry={"Attempts": 3, "EvaluateOnExit": batch_retry_strategy()["EvaluateOnExit"]})
+    retry = {"Attempts": 3, "EvaluateOnExit": batch_retry_strategy()["EvaluateOnExit"]}
+    definition = batch_infra.job_definition("train", ["x"], retry=retry)
     fn = create_function("hello", HANDLER, batch_infra.role_arn, {"GREETING": "hi"})
     runner = ScriptedRunner(*[BatchJobResult(None, SPOT_RECLAIM_REASON)] * 3)
     with patched_moto(runner):
@@ -167,8 +168,9 @@ def test_s3_notification_invokes_the_real_handler(batch_infra: BatchInfra):
     arn = create_function("monitor", source, batch_infra.role_arn, {"BUCKET": "data"})
     s3.put_bucket_notification_configuration(Bucket="data", NotificationConfiguration={
         "LambdaFunctionConfigurations": [{"LambdaFunctionArn": arn, "Events": ["s3:ObjectCreated:*"],
-                                          "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "runs/"},
-                                                                              {"Name": "suffix", "Value": ".jsonl"}]}}}]})
+                                          "Filter": {"Key": {"FilterRules": [
+                                              {"Name": "prefix", "Value": "runs/"},
+                                              {"Name": "suffix", "Value": ".jsonl"}]}}}]})
     with patched_moto() as local:
         s3.put_object(Bucket="data", Key="runs/r1/metrics/a.jsonl", Body=b"{}\n")
         s3.put_object(Bucket="data", Key="runs/r1/other.txt", Body=b"x")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from aurax.local.moto_patches import SPOT_RECLAIM_REASON
 from aurax.local.pipeline import LocalResult, run_local
 from aurax_contracts import JobExit, parse_metric_line

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+
 from aurax.local.moto_patches import patched_moto
 from aurax.local.stack import StackError, deploy
 from aurax.ops.stack_outputs import REQUIRED_OUTPUTS

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+
 from aurax.model import codec_info, encode_audio, load_musicgen, load_tokenizer
 from aurax_contracts import TINY_MODEL_ID
 
@@ -29,7 +30,8 @@ def test_tiny_codec_tells_different_sounds_apart() -> None:
     model = load_musicgen(TINY_MODEL_ID)
     info = codec_info(model)
     t = torch.arange(info.sample_rate) / info.sample_rate
-    low, noise = torch.sin(2 * torch.pi * 80 * t), torch.randn(info.sample_rate, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    low, noise = torch.sin(2 * torch.pi * 80 * t), torch.randn(info.sample_rate, generator=generator)
     codes = encode_audio(model, torch.stack([low, noise]))
     assert codes.shape == (2, info.num_codebooks, int(info.frame_rate))
     assert codes.unique().numel() > 4  # not every frame mapped to one code

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from aurax.dataset.shards import MANIFEST_NAME, Clip, encode_shard, shard_name
 from aurax.train.checkpoint import CheckpointStore, VerifiedCheckpoint
 from aurax_contracts import TINY_MODEL_ID, DatasetManifest, RunConfig, ShardInfo, parse_metric_line

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from aurax.cli import main
 from aurax_contracts import JobExit
 from aurax_contracts.metrics import CheckpointSaved, Diverged, Interruption, JobWarning, TrainStep, ValLoss

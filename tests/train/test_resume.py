@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from aurax.cli import main
 from aurax_contracts import JobExit
 from aurax_contracts.metrics import CheckpointSaved, Heartbeat, Interruption

@@ -8,13 +8,14 @@ from pathlib import Path
 import boto3
 import pytest
 import torch
+from moto import mock_aws
+
 from aurax import storage
 from aurax.cli import main
 from aurax.errors import InputError
 from aurax.train.checkpoint import load_trained_model
 from aurax_contracts import JobExit
 from aurax_contracts.metrics import CheckpointSaved, Heartbeat, TrainStep, ValLoss
-from moto import mock_aws
 
 from .conftest import parse_metric_line, tiny_config, train_argv, write_dataset
 

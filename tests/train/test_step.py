@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+
 from aurax.train.data import Batch
 from aurax.train.distributed import DistContext
 from aurax.train.loop import StepResult, Trainer

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from aurax import storage
 from aurax.dataset.shards import Clip
 from aurax.metrics_sink import MetricsSink

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import yaml
-from aurax_contracts import ContractError, describe_validation_error
 from pydantic import Field, ValidationError, model_validator
 
+from aurax_contracts import ContractError, describe_validation_error
 from aurax_contracts.base import Contract
 
 Positive = Annotated[float, Field(gt=0)]

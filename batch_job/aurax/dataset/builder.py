@@ -32,9 +32,9 @@ from aurax_contracts.layout import join
 from .. import storage
 from ..errors import InputError
 from ..version import code_version
+from . import download
 from .annotations import parse_annotations
 from .audio import SKIP_CAUSES, Decoded, Skipped, decode_clip, encode_batch
-from . import download
 from .download import RetryPolicy
 from .selection import Candidate, Ranking, min_clips, rank, tag_histogram
 from .shards import MANIFEST_NAME, Clip, encode_shard, load_manifest, manifest_json, shard_name
@@ -287,7 +287,8 @@ def _report_header(config: RunConfig, fingerprint: str, source_uri: str, annotat
     return {
         "fingerprint": fingerprint, "source": source_uri, "rules": config.dataset.model_dump(mode="json"),
         "codec_model_id": config.model.model_id, "annotated_clips": annotated,
-        "eligible_clips": len(ranking.candidates), "eligible_by_split": dict(Counter(c.split for c in ranking.candidates)),
+        "eligible_clips": len(ranking.candidates),
+        "eligible_by_split": dict(Counter(c.split for c in ranking.candidates)),
         "not_eligible": {**ranking.rejected, "known-broken": len(ranking.known_broken)},
         "tag_histogram_eligible": tag_histogram([c.clip for c in ranking.candidates]),
     }

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
+
 from aurax_contracts import ContractError, DatasetManifest
 from aurax_contracts.layout import join
-from pydantic import ValidationError
 
 from .. import storage
 from ..errors import InputError

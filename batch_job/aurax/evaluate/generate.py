@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from aurax_contracts.config import EvaluationConfig
 from transformers import MusicgenForConditionalGeneration, PreTrainedTokenizerBase
+
+from aurax_contracts.config import EvaluationConfig
 
 from ..model import codec_info
 

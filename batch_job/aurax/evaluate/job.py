@@ -14,12 +14,22 @@ from datetime import UTC, datetime
 
 import numpy as np
 import torch
-from aurax_contracts import (ArmSummary, CheckpointManifest, ClipScore, Comparison, ContractError, EvalReport,
-                             Provenance, RunConfig, parse_metric_line)
-from aurax_contracts.layout import CHECKPOINTS_DIR, METRICS_DIR, join
-from aurax_contracts.metrics import Heartbeat, TrainStep, ValLoss, utc_now
 from pydantic import ValidationError
 from transformers import MusicgenForConditionalGeneration
+
+from aurax_contracts import (
+    ArmSummary,
+    CheckpointManifest,
+    ClipScore,
+    Comparison,
+    ContractError,
+    EvalReport,
+    Provenance,
+    RunConfig,
+    parse_metric_line,
+)
+from aurax_contracts.layout import CHECKPOINTS_DIR, METRICS_DIR, join
+from aurax_contracts.metrics import Heartbeat, TrainStep, ValLoss, utc_now
 
 from .. import storage
 from ..audio.config import AnalysisConfig

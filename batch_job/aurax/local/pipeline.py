@@ -32,6 +32,7 @@ from typing import Any, Literal
 from unittest import mock
 
 import boto3
+
 from aurax_contracts import TINY_MODEL_ID, RunConfig
 from aurax_contracts.config import DEFAULT_PROMPTS
 

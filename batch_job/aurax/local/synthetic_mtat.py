@@ -71,7 +71,8 @@ def annotations_csv(clips: list[SyntheticClip]) -> bytes:
     return format_annotations(tags, [AnnotatedClip(c.clip_id, c.tags, c.mp3_path) for c in clips])
 
 
-def write_mtat(root: Path, train_clips: int = 12, validation_clips: int = 4, seconds: float = 4.0) -> list[SyntheticClip]:
+def write_mtat(root: Path, train_clips: int = 12, validation_clips: int = 4,
+               seconds: float = 4.0) -> list[SyntheticClip]:
     """Write the miniature MTAT (annotations and extracted folders) under `root`; returns its clips."""
     clips = plan_clips(train_clips, validation_clips)
     root.mkdir(parents=True, exist_ok=True)

@@ -42,10 +42,10 @@ CHECKPOINT_BYTES_LORA = Figure(0.1e9, "bytes", "adapters and their optimiser sta
 MTAT_FOLDERS = Figure(16, "folders", "MagnaTagATune's hex folders 0-9, a-f (clips spread evenly by album hash)")
 MTAT_DOWNLOAD_BYTES = Figure(2.97e9, "bytes", "mp3.zip.001-.003 sizes published by the MTAT site")
 DOWNLOAD_BYTES_PER_SECOND = Figure(20e6, "B/s", "assumed: the MTAT web site to an EC2 instance")
-PREPARE_SECONDS_PER_CLIP = Figure(1.3, "s per clip",
-                                  "measured: 20.2 CPU-s per 29 s clip for mp3 decode, resample to 32 kHz and "
-                                  "musicgen-small EnCodec encode (bench/bench_dataset.py), over the prepare "
-                                  "job's 16 vCPUs (c6i.4xlarge, the template's default)")
+PREPARE_SECONDS_PER_CLIP = Figure(0.5, "s per clip",
+                                  "measured: 7.9 CPU-s per 29 s clip for mp3 decode, resample to 32 kHz and "
+                                  "musicgen-small EnCodec encode (bench/bench_dataset.py, bench/RESULTS.md), over "
+                                  "the prepare job's 16 vCPUs (c6i.4xlarge, the template's default)")
 
 # --- prices (us-east-1) --------------------------------------------------------------------------------------
 GPU_SPOT_USD_PER_HOUR = Figure(0.22, "USD/h",

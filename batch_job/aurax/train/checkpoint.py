@@ -32,11 +32,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from aurax_contracts import CheckpointFile, CheckpointManifest, ContractError, RunConfig
-from aurax_contracts.layout import join
 from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
 from transformers import MusicgenForConditionalGeneration
+
+from aurax_contracts import CheckpointFile, CheckpointManifest, ContractError, RunConfig
+from aurax_contracts.layout import join
 
 from .. import storage
 from ..errors import InputError

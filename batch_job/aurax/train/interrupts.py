@@ -21,8 +21,9 @@ from enum import Enum
 from types import FrameType
 from typing import Any
 
-from aurax_contracts import AbortReason, JobExit, StopRequest
 from pydantic import ValidationError
+
+from aurax_contracts import AbortReason, JobExit, StopRequest
 
 from .. import storage
 

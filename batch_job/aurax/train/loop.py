@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
+
 from aurax_contracts import ContractError, DatasetManifest, JobExit, RunConfig, parse_run_config
 from aurax_contracts.metrics import (
     CheckpointSaved,
@@ -36,7 +38,6 @@ from aurax_contracts.metrics import (
     ValLoss,
     utc_now,
 )
-from torch.nn.parallel import DistributedDataParallel
 
 from .. import storage
 from ..dataset.shards import Clip, load_split
@@ -410,7 +411,8 @@ class Trainer:
         # A skipped step has an inf (or NaN) gradient norm: recorded as inf; a run of them is divergence.
         return StepResult(step_loss, grad_norm if math.isfinite(grad_norm) else math.inf, skipped)
 
-    def _validate(self, model: torch.nn.Module, source: ExampleSource, count: int, precision: Precision) -> float | None:
+    def _validate(self, model: torch.nn.Module, source: ExampleSource, count: int,
+                  precision: Precision) -> float | None:
         """Mean validation loss over all ranks (each takes every world_size-th clip); None without clips."""
         if count == 0:
             return None

@@ -5,8 +5,9 @@ stay frozen in both cases."""
 from __future__ import annotations
 
 import torch
-from aurax_contracts import RunConfig
 from transformers import MusicgenForConditionalGeneration
+
+from aurax_contracts import RunConfig
 
 from ..errors import InputError
 

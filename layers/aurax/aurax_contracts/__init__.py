@@ -8,8 +8,15 @@ from .base import Contract, ContractError, describe_validation_error
 from .config import MUSICGEN_SMALL, TINY_MODEL_ID, RunConfig, load_run_config, parse_run_config
 from .decision import Criterion, Decision
 from .evaluation import ArmSummary, ClipScore, Comparison, EvalReport, Provenance
-from .events import (EVENT_SOURCE, AlertDetail, DecisionDetail, DetailType, ModelPromotedDetail,
-                     RunAbortedDetail, Severity)
+from .events import (
+                     EVENT_SOURCE,
+                     AlertDetail,
+                     DecisionDetail,
+                     DetailType,
+                     ModelPromotedDetail,
+                     RunAbortedDetail,
+                     Severity,
+)
 from .exit_codes import AbortReason, JobExit, batch_retry_strategy, classify_failure
 from .layout import RunLayout
 from .metrics import METRIC_RECORD, MetricRecord, dump_metric_line, parse_metric_line
@@ -22,6 +29,6 @@ __all__ = [
     "ContractError", "CostLedger", "Criterion", "DatasetManifest", "Decision", "DecisionDetail", "DetailType",
     "EvalReport", "ExecutionInput", "FailureInput", "FailureVerdict", "JobExit", "MetricRecord",
     "ModelPromotedDetail", "Provenance", "RunAbortedDetail", "RunConfig", "RunLayout", "RunPlan", "RunState",
-    "Severity", "ShardInfo", "StopRequest", "TaskError", "batch_retry_strategy", "classify_failure", "describe_validation_error",
-    "dump_metric_line", "load_run_config", "parse_metric_line", "parse_run_config",
+    "Severity", "ShardInfo", "StopRequest", "TaskError", "batch_retry_strategy", "classify_failure",
+    "describe_validation_error", "dump_metric_line", "load_run_config", "parse_metric_line", "parse_run_config",
 ]

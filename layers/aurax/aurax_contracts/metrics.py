@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Literal, Union
-
 import math
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, Field, TypeAdapter
 
@@ -109,7 +108,7 @@ class Diverged(_Record):
 
 
 MetricRecord = Annotated[
-    Union[TrainStep, ValLoss, CheckpointSaved, Interruption, Heartbeat, JobWarning, Diverged],
+    TrainStep | ValLoss | CheckpointSaved | Interruption | Heartbeat | JobWarning | Diverged,
     Field(discriminator="kind"),
 ]
 METRIC_RECORD = TypeAdapter(MetricRecord)

@@ -75,10 +75,10 @@ def cost_attempt(span: AttemptSpan, points: Sequence[PricePoint] | None, fallbac
     else:
         source, rate = "fallback", fallback_usd_per_hour
         usd = rate * hours
-    return AttemptCost(job_id=span.job_id, job_name=span.job_name, attempt=span.attempt, instance_type=span.instance_type,
-                       availability_zone=span.availability_zone, started_at=span.started_at,
-                       stopped_at=span.stopped_at, usd_per_hour=round(rate, 6), price_source=source,
-                       cost_usd=round(usd, 6))
+    return AttemptCost(job_id=span.job_id, job_name=span.job_name, attempt=span.attempt,
+                       instance_type=span.instance_type, availability_zone=span.availability_zone,
+                       started_at=span.started_at, stopped_at=span.stopped_at, usd_per_hour=round(rate, 6),
+                       price_source=source, cost_usd=round(usd, 6))
 
 
 def storage_estimate(stored_bytes: int, objects: int, run_started: datetime, now: datetime,
@@ -89,7 +89,8 @@ def storage_estimate(stored_bytes: int, objects: int, run_started: datetime, now
     return round(storage + requests, 6)
 
 
-def project(spend_usd: float, training_usd: float, step: int, total_steps: int | None) -> tuple[float | None, float | None]:
+def project(spend_usd: float, training_usd: float, step: int,
+            total_steps: int | None) -> tuple[float | None, float | None]:
     """(usd per step, projected spend): spend + remaining steps x measured cost per step.
 
     The cost per step is the training jobs' compute (interrupted attempts and their lost work included) over

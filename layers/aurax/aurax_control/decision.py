@@ -36,7 +36,8 @@ def describe(decision: Decision) -> str:
     lines += ["",
               f"Treatment authenticity {t.authentic}/{t.clips} = {t.rate:.1%} (95% CI {t.wilson_low:.1%}-"
               f"{t.wilson_high:.1%}); control {k.authentic}/{k.clips} = {k.rate:.1%}.",
-              f"Difference {decision.comparison.difference:+.1%}, one-sided Fisher p = {decision.comparison.p_value:.3g}.",
+              f"Difference {decision.comparison.difference:+.1%}, "
+              f"one-sided Fisher p = {decision.comparison.p_value:.3g}.",
               f"Spend so far ${decision.spend_usd:.2f}.",
               f"Checkpoint {decision.provenance.checkpoint_uri} (manifest sha256 "
               f"{decision.provenance.checkpoint_sha256[:12]}), code {decision.provenance.code_version}."]

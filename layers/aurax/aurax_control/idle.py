@@ -29,8 +29,9 @@ def is_idle(running_since: datetime, last_heartbeat: datetime | None, now: datet
 
 def runnable_since(job: dict[str, Any]) -> datetime | None:
     """When a RUNNABLE job began waiting: its creation, or the end of its last attempt (a retry)."""
-    times = [t for t in [batch_time(job.get("createdAt"))] + [batch_time(a.get("stoppedAt")) for a in job.get("attempts") or []]
-             if t is not None]
+    attempt_ends = [batch_time(a.get("stoppedAt")) for a in job.get("attempts") or []]
+    candidates = [batch_time(job.get("createdAt"))] + attempt_ends
+    times = [t for t in candidates if t is not None]
     return max(times) if times else None
 
 

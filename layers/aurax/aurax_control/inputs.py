@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from aurax_contracts import AbortReason, Decision
 from pydantic import BaseModel, ConfigDict, Field
+
+from aurax_contracts import AbortReason, Decision
 
 
 class TaskInput(BaseModel):

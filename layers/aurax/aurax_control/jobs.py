@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from aurax_contracts import AbortReason
 from aurax_contracts.exit_codes import terminate_reason
-from botocore.exceptions import ClientError
 
 from .aws import client
 

@@ -39,7 +39,8 @@ def build_ledger(rt: Runtime, state: RunState, config: RunConfig, previous: Cost
                  jobs: list[dict[str, Any]], hosts: dict[str, Any], now: datetime) -> CostLedger:
     """The ledger from the run's Batch jobs (`describe_jobs` descriptions) and the previous ledger, whose
     finished attempts are kept even after Batch has forgotten their jobs."""
-    attempts: dict[tuple[str, int], AttemptCost] = {(a.job_id, a.attempt): a for a in (previous.attempts if previous else [])}
+    kept = previous.attempts if previous else []
+    attempts: dict[tuple[str, int], AttemptCost] = {(a.job_id, a.attempt): a for a in kept}
     for job in jobs:
         for span in cost.attempt_spans(job, hosts):
             done = attempts.get((span.job_id, span.attempt))

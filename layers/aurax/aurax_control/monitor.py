@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from aurax_contracts import AlertDetail, Severity
 from aurax_contracts.config import MonitoringConfig
 from aurax_contracts.metrics import (
@@ -35,7 +37,6 @@ from aurax_contracts.metrics import (
     ValLoss,
     parse_metric_line,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MAX_BAD_EXAMPLES = 5
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from aurax_contracts import EVENT_SOURCE, AlertDetail, DetailType
 from pydantic import BaseModel
+
+from aurax_contracts import EVENT_SOURCE, AlertDetail, DetailType
 
 from .aws import client
 

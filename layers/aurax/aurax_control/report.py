@@ -95,11 +95,13 @@ def build_sections(run_id: str, reason: AbortReason, detail: str, state: RunStat
     if ledger is not None:
         spend = Section("Spend", table=[
             ("Spend", f"${ledger.spend_usd:.2f} of ${ledger.budget_usd:.2f}"),
-            ("Compute", f"${ledger.compute_usd:.2f}"), ("Storage and requests (estimate)", f"${ledger.storage_usd:.2f}"),
+            ("Compute", f"${ledger.compute_usd:.2f}"),
+            ("Storage and requests (estimate)", f"${ledger.storage_usd:.2f}"),
             ("Projected", f"${ledger.projected_usd:.2f}" if ledger.projected_usd is not None else "n/a"),
             ("Per step", f"${ledger.usd_per_step:.5f}" if ledger.usd_per_step is not None else "n/a"),
             ("Attempts", str(len(ledger.attempts)))])
-        spend.bullets = [f"{a.job_name or a.job_id} attempt {a.attempt}: {a.instance_type or 'unknown instance'} in {a.availability_zone or 'unknown zone'}, "
+        spend.bullets = [f"{a.job_name or a.job_id} attempt {a.attempt}: {a.instance_type or 'unknown instance'} "
+                         f"in {a.availability_zone or 'unknown zone'}, "
                          f"${a.cost_usd:.2f} at ${a.usd_per_hour:.3f}/h ({a.price_source})" for a in ledger.attempts]
         sections.append(spend)
     if decision is not None:
@@ -110,13 +112,16 @@ def build_sections(run_id: str, reason: AbortReason, detail: str, state: RunStat
         t, k = report.treatment, report.control
         sections.append(Section("Evaluation", table=[
             ("Point / epoch", f"{report.point} / {report.epoch}"),
-            ("Treatment authenticity", f"{t.authentic}/{t.clips} = {t.rate:.1%} (95% CI {t.wilson_low:.1%}-{t.wilson_high:.1%})"),
+            ("Treatment authenticity",
+             f"{t.authentic}/{t.clips} = {t.rate:.1%} (95% CI {t.wilson_low:.1%}-{t.wilson_high:.1%})"),
             ("Control authenticity", f"{k.authentic}/{k.clips} = {k.rate:.1%}"),
-            ("Difference, p (Fisher, one-sided)", f"{report.comparison.difference:+.1%}, p = {report.comparison.p_value:.3g}"),
+            ("Difference, p (Fisher, one-sided)",
+             f"{report.comparison.difference:+.1%}, p = {report.comparison.p_value:.3g}"),
             ("Mean score treatment / control", f"{t.mean_score:.1f} / {k.mean_score:.1f}"),
             ("Validation loss", _num(report.val_loss)),
             ("Checkpoint", report.provenance.checkpoint_uri)]))
-    sections.append(Section("What the data suggests next", bullets=suggestions(reason, state, ledger, report, decision)))
+    next_steps = suggestions(reason, state, ledger, report, decision)
+    sections.append(Section("What the data suggests next", bullets=next_steps))
     return sections
 
 
@@ -139,7 +144,8 @@ def to_html(run_id: str, sections: list[Section]) -> str:
         body.append(f"<h2>{e(s.title)}</h2>")
         body += [f"<p>{e(p)}</p>" for p in s.paragraphs]
         if s.table:
-            body.append("<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in s.table) + "</table>")
+            rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in s.table)
+            body.append("<table>" + rows + "</table>")
         if s.bullets:
             body.append("<ul>" + "".join(f"<li>{e(b)}</li>" for b in s.bullets) + "</ul>")
     style = ("body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;color:#222}"

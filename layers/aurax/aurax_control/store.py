@@ -22,9 +22,10 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from aurax_contracts import AbortReason, RunState
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
+
+from aurax_contracts import AbortReason, RunState
 
 from .aws import client
 

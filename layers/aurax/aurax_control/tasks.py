@@ -8,6 +8,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from aurax_contracts import (
     AbortReason,
     CheckpointManifest,
@@ -30,7 +32,6 @@ from aurax_contracts import (
 )
 from aurax_contracts.exit_codes import RESUMABLE
 from aurax_contracts.layout import CHECKPOINTS_DIR, join
-from pydantic import ValidationError
 
 from . import objects, report
 from .decision import decide, describe

@@ -1,0 +1,11 @@
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_ruff_reports_no_problems():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT)], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, f"ruff check failed:\n{result.stdout}{result.stderr}"
