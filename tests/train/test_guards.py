@@ -191,10 +191,9 @@ def test_stop_request_mid_run_checkpoints_then_exits_76(make_run, no_imds, monke
     stops = [r for r in records(paths) if isinstance(r, Interruption)]
     saved = latest_checkpoint(paths).manifest
     assert [(r.cause, r.steps_lost) for r in stops] == [("budget-stop", 0)]
-    # No step lost: the newest checkpoint is at the last trained step (an emergency save, unless the stop
-    # came right after an epoch-end save).
+    # No step lost: the newest checkpoint is at the last trained step. It is the emergency save, unless the stop
+    # came right after a regular save at that same step (step-interval or epoch-end), which then suffices.
     assert saved.step == stops[0].step == max(step_losses(paths)) > 2
-    assert saved.trigger == "interruption" or saved.epoch_complete
 
 
 def test_sigterm_in_an_epochs_last_step_saves_before_validating(make_run, no_imds, monkeypatch) -> None:
