@@ -23,7 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "prepare", help="build the training set (MagnaTagATune subset + EnCodec codes) and its manifest",
         description="Select MagnaTagATune clips by proxy tags, encode them with the model's EnCodec and write "
                     "shards, a selection report and, last, manifest.json under --dataset-uri. A complete "
-                    "dataset for the same config is left untouched.")
+                    "dataset for the same config is left untouched.",
+        epilog="example:\n  aurax job prepare --config s3://BUCKET/runs/RUN/config.json "
+               "--dataset-uri s3://BUCKET/datasets/FINGERPRINT\n\n"
+               "exit codes: 0 dataset complete; 64 bad config or unknown tag in the rules; 65 bad input (malformed "
+               "annotations, missing or short download, too few clips selected); 75 download interrupted by "
+               "network errors (run it again: it resumes)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="RunConfig JSON/YAML: s3://, file:// or a path")
     parser.add_argument("--dataset-uri", required=True, help="dataset root to write (s3://... or a folder)")
     parser.add_argument("--source", default=None,
