@@ -114,14 +114,22 @@ def negative(rng: np.random.Generator, seconds: float) -> np.ndarray:
         else synth.rock_groove(SR, seconds, rng, bpm=float(rng.uniform(110, 150)))
 
 
-def accuracy(clips: int, seed: int, seconds: float) -> dict[str, float]:
-    rng = np.random.default_rng(seed)
+def labelled_accuracy(clips: int, rng: np.random.Generator, seconds: float,
+                      make_positive: Callable[[np.random.Generator, float], np.ndarray],
+                      make_negative: Callable[[np.random.Generator, float], np.ndarray],
+                      verdict: Callable[[np.ndarray], bool]) -> dict[str, float]:
+    """Precision/recall/F1 of `verdict` on alternating positive and negative clips."""
     verdicts = []
     for i in range(clips):
         truth = i % 2 == 0
-        audio = positive(rng, seconds) if truth else negative(rng, seconds)
-        verdicts.append((truth, detect(audio, SR).log_drum))
+        audio = make_positive(rng, seconds) if truth else make_negative(rng, seconds)
+        verdicts.append((truth, verdict(audio)))
     return _f1(verdicts)
+
+
+def accuracy(clips: int, seed: int, seconds: float) -> dict[str, float]:
+    return labelled_accuracy(clips, np.random.default_rng(seed), seconds, positive, negative,
+                             lambda audio: detect(audio, SR).log_drum)
 
 
 def groove_positive(rng: np.random.Generator, seconds: float) -> np.ndarray:
@@ -162,13 +170,8 @@ def _f1(verdicts: list[tuple[bool, bool]]) -> dict[str, float]:
 
 
 def scorer_accuracy(clips: int, seed: int, seconds: float) -> dict[str, float]:
-    rng = np.random.default_rng(seed + 1)
-    verdicts = []
-    for i in range(clips):
-        truth = i % 2 == 0
-        audio = groove_positive(rng, seconds) if truth else groove_negative(rng, seconds)
-        verdicts.append((truth, score(audio, SR).authentic))
-    return _f1(verdicts)
+    return labelled_accuracy(clips, np.random.default_rng(seed + 1), seconds, groove_positive, groove_negative,
+                             lambda audio: score(audio, SR).authentic)
 
 
 def main() -> None:

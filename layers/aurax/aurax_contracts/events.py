@@ -75,11 +75,3 @@ class ModelPromotedDetail(Contract):
     decision: Decision
     time: AwareDatetime
 
-
-EventDetail = AlertDetail | DecisionDetail | RunAbortedDetail | ModelPromotedDetail
-DETAIL_MODELS: dict[DetailType, type[Contract]] = {
-    DetailType.ALERT: AlertDetail,
-    DetailType.DECISION: DecisionDetail,
-    DetailType.RUN_ABORTED: RunAbortedDetail,
-    DetailType.MODEL_PROMOTED: ModelPromotedDetail,
-}
