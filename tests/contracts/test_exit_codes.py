@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 
 import pytest
 
@@ -37,10 +38,23 @@ def batch_action(exit_code: int | None, status_reason: str, reason: str = "") ->
         (JobExit.SUCCEEDED, "", "EXIT"),
         (JobExit.INTERRUPTED, terminate_reason(AbortReason.OVER_BUDGET, "spend 601 of 600"), "EXIT"),
         (137, "aurax:idle: no heartbeat for 2h", "EXIT"),
+        (None, "Task failed to start", "RETRY"),
     ],
 )
-def test_batch_retries_only_interruptions(exit_code: int | None, status: str, action: str) -> None:
+def test_batch_retries_interruptions_and_tasks_that_failed_to_start(exit_code: int | None, status: str,
+                                                                   action: str) -> None:
     assert batch_action(exit_code, status) == action
+
+
+def test_rule_patterns_are_what_batch_accepts() -> None:
+    # AWS Batch API Reference, EvaluateOnExit: exit codes are digits; reasons letters, digits, periods, colons
+    # and white space; each may end with one `*`; at most 512 characters; action RETRY or EXIT.
+    for rule in batch_retry_strategy()["EvaluateOnExit"]:  # type: ignore[union-attr]
+        assert rule["Action"] in ("RETRY", "EXIT")
+        for key, allowed in (("OnExitCode", r"[0-9]*"), ("OnStatusReason", r"[A-Za-z0-9.: \t]*"),
+                             ("OnReason", r"[A-Za-z0-9.: \t]*")):
+            if key in rule:
+                assert re.fullmatch(allowed + r"\*?", rule[key]) and len(rule[key]) <= 512, rule
 
 
 def test_every_exit_rule_set_ends_with_catch_all_exit() -> None:
@@ -64,10 +78,26 @@ def test_every_exit_rule_set_ends_with_catch_all_exit() -> None:
         (3, "", AbortReason.JOB_FAILED),
         (None, "Job attempt duration exceeded timeout", AbortReason.TIMED_OUT),
         (JobExit.INTERRUPTED, "Job attempt duration exceeded timeout", AbortReason.TIMED_OUT),
+        (None, "Task failed to start", AbortReason.INFRASTRUCTURE),
     ],
 )
 def test_classify_failure(exit_code: int | None, status: str, reason: AbortReason) -> None:
     assert classify_failure(exit_code, status) == reason
+
+
+@pytest.mark.parametrize(("exit_code", "status", "container", "reason"), [
+    (None, "Essential container in task exited", "CannotInspectContainerError: timed out", AbortReason.INFRASTRUCTURE),
+    (None, "Task failed to start", "CannotPullContainerError: 429 Too Many Requests", AbortReason.INFRASTRUCTURE),
+    (None, "Task failed to start", "ResourceInitializationError: unable to pull secrets", AbortReason.INFRASTRUCTURE),
+    (None, "Essential container in task exited", "AGENT", AbortReason.INFRASTRUCTURE),
+    (None, "Task failed to start", "CannotPullContainerError: aurax-job:v9: not found", AbortReason.JOB_FAILED),
+    (137, "Essential container in task exited", "OutOfMemoryError: Container killed", AbortReason.JOB_FAILED),
+    (None, "aurax:idle: quiet", "CannotInspectContainerError: timed out", AbortReason.IDLE),
+    (JobExit.DIVERGED, "Essential container in task exited", None, AbortReason.DIVERGED),
+])
+def test_classify_failure_reads_the_container_reason(exit_code: int | None, status: str, container: str | None,
+                                                     reason: AbortReason) -> None:
+    assert classify_failure(exit_code, status, container) == reason
 
 
 def test_only_exhausted_interruptions_and_timeouts_resume() -> None:

@@ -266,3 +266,54 @@ def test_a_timed_out_training_attempt_is_resubmitted(run_pipeline: Callable[...,
     observed = run_pipeline(jobs)
     assert (observed.status, observed.final_state) == ("SUCCEEDED", "ModelPromoted")
     assert [attempt for stage, attempt in jobs.runs if stage == "train"][:2] == [1, 1]  # a new submission
+
+
+# --- transient infrastructure failures (shared/cases/batch-failure-causes.json) -------------------------------
+PULL_THROTTLED = BatchJobResult(None, "Task failed to start", "CannotPullContainerError: pull image manifest has "
+                                "been retried 5 time(s): failed to resolve ref: 429 Too Many Requests")
+NOT_INSPECTED = BatchJobResult(None, "Essential container in task exited", "CannotInspectContainerError: Could "
+                               "not transition to inspecting; timed out after waiting 30s")
+
+
+def test_an_image_pull_failure_on_a_fresh_host_is_retried_by_batch(run_pipeline: Callable[..., Observed]) -> None:
+    jobs = FakeJobs({"train": [lambda job: PULL_THROTTLED, fake_train],
+                     "evaluate": fake_evaluate(treatment_authentic=12)})
+    observed = run_pipeline(jobs)
+    assert (observed.status, observed.final_state) == ("SUCCEEDED", "ModelPromoted")
+    assert [attempt for stage, attempt in jobs.runs if stage == "train"][:2] == [1, 2]  # the same job, attempt 2
+
+
+def test_an_agent_failure_after_the_container_ran_is_resubmitted(run_pipeline: Callable[..., Observed]) -> None:
+    jobs = FakeJobs({"evaluate": [lambda job: NOT_INSPECTED, fake_evaluate(treatment_authentic=12)],
+                     "train": fake_train})
+    observed = run_pipeline(jobs)
+    assert (observed.status, observed.final_state) == ("SUCCEEDED", "ModelPromoted")
+    # Batch exits on it (its five rules cannot name every ECS error); the state machine submits the job again.
+    assert observed.jobs.stages() == ["preflight", "prepare", "train", "evaluate", "evaluate", "train", "evaluate"]
+    assert [attempt for stage, attempt in jobs.runs if stage == "evaluate"] == [1, 1, 1]
+
+
+def test_a_flapping_infrastructure_fault_is_capped_and_alerted(run_pipeline: Callable[..., Observed]) -> None:
+    from aurax_control.failures import MAX_RESUBMISSIONS
+
+    observed = run_pipeline(FakeJobs({"preflight": lambda job: NOT_INSPECTED}))
+    assert (observed.status, observed.final_state) == ("FAILED", "AbortedInfrastructure")
+    assert observed.jobs.stages() == ["preflight"] * (MAX_RESUBMISSIONS + 1)
+    aborted = [e["detail"] for e in observed.events if e["detail-type"] == "AURA-X Run Aborted"]
+    assert [a["reason"] for a in aborted] == [AbortReason.INFRASTRUCTURE]
+    assert "CannotInspectContainerError" in aborted[0]["summary"]
+    # the alert: the abort message to the topic's subscribers, once
+    assert [a["Subject"] for a in observed.alerts] == [f"[AURA-X ABORTED] {RUN_ID}: infrastructure"]
+    assert f"after {MAX_RESUBMISSIONS} resubmissions" in observed.alerts[0]["Message"]
+
+
+def test_a_stage_that_succeeds_resets_the_resubmission_count(run_pipeline: Callable[..., Observed]) -> None:
+    from aurax_control.failures import MAX_RESUBMISSIONS
+
+    # Each of the two evaluations fails MAX_RESUBMISSIONS times before it succeeds: the cap is per stretch of
+    # failures, not per execution.
+    flaky = [*([lambda job: NOT_INSPECTED] * MAX_RESUBMISSIONS), fake_evaluate(treatment_authentic=12)]
+    jobs = FakeJobs({"evaluate": [*flaky, *flaky], "train": fake_train})
+    observed = run_pipeline(jobs)
+    assert (observed.status, observed.final_state) == ("SUCCEEDED", "ModelPromoted")
+    assert observed.jobs.stages().count("evaluate") == 2 * (MAX_RESUBMISSIONS + 1)

@@ -42,8 +42,37 @@ def test_substitutions_are_all_used_and_all_defined(template: dict[str, Any]) ->
 
 def test_no_monitoring_loop_inside_the_execution(asl_definitions: dict[str, dict[str, Any]]) -> None:
     # A run lasts weeks and Standard workflows cap history at 25,000 events: no Wait states polling metrics.
+    # The one Wait is the backoff before resubmitting a stage after a transient failure: reached only from
+    # the failure verdict, for the seconds the verdict gives (ClassifyFailure caps how often).
     for definition in asl_definitions.values():
-        assert not [n for n, s in definition["States"].items() if s["Type"] == "Wait"]
+        states = definition["States"]
+        for name, state in states.items():
+            if state["Type"] != "Wait":
+                continue
+            assert state.get("SecondsPath") == "$.verdict.resubmit_after_seconds", name
+            entries = [n for n, s in states.items() if name in json.dumps(
+                {k: v for k, v in s.items() if k in ("Next", "Choices", "Default", "Catch")})]
+            assert entries == ["ResumeOrAbort"], f"{name} is entered from {entries}"
+
+
+def test_definition_has_no_duplicate_keys() -> None:
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in pairs]
+        assert len(keys) == len(set(keys)), f"duplicate keys {keys}"
+        return dict(pairs)
+
+    for path in ASL_FILES:
+        json.loads(path.read_text(), object_pairs_hook=unique)
+
+
+def test_every_batch_stage_can_be_resubmitted_and_resets_the_count(asl_definitions: dict[str, dict[str, Any]]
+                                                                   ) -> None:
+    states = asl_definitions["pipeline.asl.json"]["States"]
+    batch = {n for n, s in states.items() if s.get("Resource") == "arn:aws:states:::batch:submitJob.sync"}
+    assert {c["Next"] for c in states["ResubmitStage"]["Choices"]} == batch
+    for name in batch:
+        assert states[name]["ResultSelector"] == {"resubmissions": 0}, name
+        assert states[name]["ResultPath"] == "$.infrastructure", name
 
 
 def test_batch_tasks_retry_service_errors_with_jitter_and_catch_everything(

@@ -1,8 +1,11 @@
 """The one retry/exit-code contract shared by the job, Batch `evaluateOnExit` and Step Functions.
 
-Batch retries a job only for spot reclaims and for `INTERRUPTED` (the job wrote an emergency checkpoint);
-everything else exits at once, and Step Functions classifies the failure instead of retrying it, so no
-failure is retried twice or not at all.
+Batch retries a job for spot reclaims, for `INTERRUPTED` (the job wrote an emergency checkpoint) and for a
+task that failed to start on its host (image pull, container runtime, ECS agent); everything else exits at
+once, and Step Functions classifies the failure instead of retrying it, so no failure is retried twice or not
+at all. Transient infrastructure failures that Batch's five rules cannot name (an ECS agent that could not
+inspect a container that already ran) are classified from the container's reason and resubmitted by the state
+machine, a bounded number of times.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ class AbortReason(StrEnum):
     PREFLIGHT_FAILED = "preflight-failed"
     RETRIES_EXHAUSTED = "retries-exhausted"
     TIMED_OUT = "timed-out"
+    INFRASTRUCTURE = "infrastructure"
+    """Transient infrastructure failures (image pull, container runtime, ECS agent) kept recurring after the
+    state machine's bounded resubmissions."""
     JOB_FAILED = "job-failed"
     NO_GO = "no-go"
 
@@ -43,6 +49,30 @@ TERMINATE_REASON_PREFIX = "aurax:"
 
 #: The status reason Batch gives an attempt that ran past its job definition's timeout (never retried by Batch).
 TIMEOUT_STATUS_REASON = "Job attempt duration exceeded timeout"
+
+#: The status reason of an attempt whose ECS task never started its container (pull, create, start); the
+#: container's `reason` says why. Source: AWS Batch User Guide, "Automated job retries" (its example retries it).
+TASK_FAILED_TO_START = "Task failed to start"
+
+#: The status reason of an attempt whose instance went away (spot reclaim, instance failure).
+HOST_TERMINATED_PREFIX = "Host EC2"
+
+#: Container `reason` prefixes of failures of the host, not of the job: Amazon ECS "Stopped task error codes"
+#: (CannotPullContainerError ... ResourceInitializationError) and ECS's `AGENT` failure (the instance's container
+#: agent is disconnected). Each is worth another try on another attempt or host.
+TRANSIENT_CONTAINER_REASONS = (
+    "CannotPullContainerError", "CannotCreateContainerError", "CannotStartContainerError",
+    "CannotInspectContainerError", "CannotStopContainerError", "DockerTimeoutError", "ContainerRuntimeError",
+    "ContainerRuntimeTimeoutError", "ResourceInitializationError", "InternalError", "AGENT",
+)
+
+#: ... unless the reason says the deployment itself is wrong (no retry helps): the image or tag does not exist,
+#: access to the registry is denied, or the image has no such executable (ECS "CannotPullContainerError" and
+#: "CannotStartContainerError" troubleshooting pages). Matched case-insensitively anywhere in the reason.
+PERMANENT_CONTAINER_MARKERS = (
+    "not found", "manifest unknown", "does not exist", "accessdenied", "access denied", "denied:",
+    "no basic auth credentials", "unauthorized",
+)
 
 #: Batch job attempts (Batch allows 1-10). Exhausting them on interruptions sends the state machine round
 #: again from the last checkpoint, so a run of weeks is not limited by this number.
@@ -68,24 +98,42 @@ def batch_retry_strategy() -> dict[str, object]:
     """The `RetryStrategy` every job definition uses (template.yaml must equal this; a test checks it).
 
     Order matters: Batch applies the first matching rule, and retries when none matches, hence the final
-    catch-all EXIT.
+    catch-all EXIT. Batch allows at most five rules, hence one rule for a task that failed to start (whatever
+    the container's reason) and none for the rarer failures after the container ran
+    (`CannotInspectContainerError`): those exit here and the state machine resubmits them
+    (`is_transient_infrastructure`). Source: AWS Batch API Reference, `EvaluateOnExit`.
     """
     return {
         "Attempts": BATCH_ATTEMPTS,
         "EvaluateOnExit": [
             {"OnStatusReason": f"{TERMINATE_REASON_PREFIX}*", "Action": "EXIT"},
-            {"OnStatusReason": "Host EC2*", "Action": "RETRY"},
+            {"OnStatusReason": f"{HOST_TERMINATED_PREFIX}*", "Action": "RETRY"},
+            {"OnStatusReason": f"{TASK_FAILED_TO_START}*", "Action": "RETRY"},
             {"OnExitCode": str(int(JobExit.INTERRUPTED)), "Action": "RETRY"},
             {"OnReason": "*", "Action": "EXIT"},
         ],
     }
 
 
-def classify_failure(exit_code: int | None, status_reason: str | None) -> AbortReason:
+def is_transient_infrastructure(status_reason: str | None, container_reason: str | None) -> bool:
+    """The attempt failed on its host, before or around the job's own code, for a reason another try may not
+    meet: a task that failed to start, or a container reason in `TRANSIENT_CONTAINER_REASONS`, unless the
+    container's reason shows a deployment error (`PERMANENT_CONTAINER_MARKERS`)."""
+    reason = container_reason or ""
+    if any(marker in reason.lower() for marker in PERMANENT_CONTAINER_MARKERS):
+        return False
+    return reason.startswith(TRANSIENT_CONTAINER_REASONS) or \
+        bool(status_reason and status_reason.startswith(TASK_FAILED_TO_START))
+
+
+def classify_failure(exit_code: int | None, status_reason: str | None,
+                     container_reason: str | None = None) -> AbortReason:
     """Why a Batch job that Step Functions saw fail stopped.
 
-    A control-plane termination carries its reason in the status reason; otherwise the job's own exit code
-    says; a job killed with no exit code (spot reclaim on its last attempt) counts as exhausted retries.
+    A control-plane termination carries its reason in the status reason; a timeout says so there too; a
+    failure of the host (`is_transient_infrastructure`, read from the container's `reason`) is
+    `INFRASTRUCTURE`; otherwise the job's own exit code says; a job killed with no exit code (spot reclaim on
+    its last attempt) counts as exhausted retries.
     """
     if status_reason and status_reason.startswith(TERMINATE_REASON_PREFIX):
         word = status_reason[len(TERMINATE_REASON_PREFIX):].split(":", 1)[0].strip()
@@ -95,8 +143,10 @@ def classify_failure(exit_code: int | None, status_reason: str | None) -> AbortR
             return AbortReason.JOB_FAILED
     if status_reason and status_reason.startswith(TIMEOUT_STATUS_REASON):
         return AbortReason.TIMED_OUT
+    if is_transient_infrastructure(status_reason, container_reason):
+        return AbortReason.INFRASTRUCTURE
     if exit_code is None:
-        return AbortReason.RETRIES_EXHAUSTED if status_reason and status_reason.startswith("Host EC2") \
+        return AbortReason.RETRIES_EXHAUSTED if status_reason and status_reason.startswith(HOST_TERMINATED_PREFIX) \
             else AbortReason.JOB_FAILED
     try:
         return EXIT_TO_REASON.get(JobExit(exit_code), AbortReason.JOB_FAILED)

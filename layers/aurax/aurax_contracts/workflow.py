@@ -44,6 +44,8 @@ class FailureInput(Contract):
     run_id: str
     stage: Literal["preflight", "prepare", "train", "evaluate"]
     failure: TaskError
+    resubmissions: Annotated[int, Field(ge=0)] = 0
+    """Resubmissions after transient failures since a stage last succeeded (the execution counts them)."""
 
 
 class FailureVerdict(Contract):
@@ -51,7 +53,13 @@ class FailureVerdict(Contract):
     stage: str
     reason: AbortReason
     resumable: bool
+    """Submit the training job again at once: it resumes from its checkpoint (bounded by the budget guard)."""
     detail: str
+    resubmit: bool = False
+    """Submit the failed stage again after `resubmit_after_seconds`: a transient failure, under the cap."""
+    resubmit_after_seconds: Annotated[int, Field(ge=0)] = 0
+    resubmissions: Annotated[int, Field(ge=0)] = 0
+    """The count including this resubmission (the execution keeps it until a stage succeeds)."""
 
 
 class StopRequest(Contract):

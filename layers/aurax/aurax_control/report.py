@@ -73,6 +73,11 @@ def suggestions(reason: AbortReason, state: RunState | None, ledger: CostLedger 
     elif reason == AbortReason.RETRIES_EXHAUSTED:
         out.append("Spot capacity kept being reclaimed: start the run again (it resumes from its last "
                    "checkpoint) or add spot instance types to the stack parameter GpuInstanceTypes.")
+    elif reason == AbortReason.INFRASTRUCTURE:
+        out.append("The instances failed to pull, start or inspect the job's container after every "
+                   "resubmission: check the image URI and ECR (throttling, the instance role's pull rights), the "
+                   "compute environment's instances and the ECS agent log, then start the run again (it resumes "
+                   "from its last checkpoint).")
     else:
         out.append("Read the failed job's log; the run resumes from its last checkpoint when started again.")
     if state and state.bad_lines:

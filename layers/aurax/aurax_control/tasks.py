@@ -11,7 +11,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from aurax_contracts import (
-    AbortReason,
     CheckpointManifest,
     ContractError,
     CostLedger,
@@ -27,14 +26,13 @@ from aurax_contracts import (
     RunAbortedDetail,
     RunPlan,
     RunState,
-    classify_failure,
     parse_run_config,
 )
-from aurax_contracts.exit_codes import RESUMABLE
 from aurax_contracts.layout import CHECKPOINTS_DIR, join
 
 from . import objects, report
 from .decision import decide, describe
+from .failures import judge
 from .inputs import AbortInput, DecideInput, PromoteInput
 from .runtime import Runtime
 from .store import LEDGER
@@ -97,51 +95,10 @@ def _dataset_ready(dataset_uri: str, fingerprint: str) -> bool:
 
 
 # --- classify_failure ----------------------------------------------------------------------------------
-def _lower_keys(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k).lower(): _lower_keys(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_lower_keys(v) for v in value]
-    return value
-
-
-def parse_cause(cause: str) -> tuple[int | None, str | None]:
-    """(exit code, status reason) from a failed Batch task's Cause: the job description as JSON, with the
-    PascalCase keys Step Functions writes (`Container.ExitCode`) or the API's camelCase (`container.exitCode`)."""
-    try:
-        job = _lower_keys(json.loads(cause))
-    except (json.JSONDecodeError, TypeError):
-        return None, None
-    if not isinstance(job, dict):
-        return None, None
-    attempts = [a for a in job.get("attempts") or [] if isinstance(a, dict)]
-    last = attempts[-1] if attempts else {}
-    exit_code = (job.get("container") or {}).get("exitcode")
-    if exit_code is None:
-        exit_code = (last.get("container") or {}).get("exitcode")
-    reason = job.get("statusreason") or last.get("statusreason") or (last.get("container") or {}).get("reason")
-    return (int(exit_code) if isinstance(exit_code, (int, float)) else None), reason
-
-
 def classify(rt: Runtime, request: FailureInput) -> FailureVerdict:
-    exit_code, status_reason = parse_cause(request.failure.Cause)
-    reason = classify_failure(exit_code, status_reason)
-    if request.failure.Error == "BadConfigError":
-        reason = AbortReason.BAD_CONFIG
     state = rt.store.get_state(request.run_id)
     recorded = state.abort_reason if state else None
-    # The control plane records why it terminated a job before terminating it: that reason is the truth
-    # (the job itself only sees SIGTERM).
-    if recorded is not None:
-        reason = recorded
-    detail = "; ".join(x for x in (
-        f"{request.stage} failed: {request.failure.Error}",
-        f"exit code {exit_code}" if exit_code is not None else "",
-        f"status: {status_reason}" if status_reason else "",
-        f"recorded by the control plane: {state.abort_detail}" if recorded and state and state.abort_detail else "",
-        "" if status_reason or exit_code is not None else request.failure.Cause[:300]) if x)
-    return FailureVerdict(run_id=request.run_id, stage=request.stage, reason=reason,
-                          resumable=reason in RESUMABLE, detail=detail[:2000])
+    return judge(request, recorded, state.abort_detail if state else None)
 
 
 # --- decide --------------------------------------------------------------------------------------------
