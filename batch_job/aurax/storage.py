@@ -1,5 +1,6 @@
 """One small interface over `s3://` and `file://` URIs (a bare path counts as a local file), so that every
-job runs the same against S3 on AWS and against a folder on a laptop.
+job runs the same against S3 on AWS and against a folder on a laptop. Locations are split by
+`aurax_contracts.layout.parse_location`: S3 keys and local names are taken literally (`#`, `?`, `:`).
 
 Local writes are atomic (temporary file, fsync, rename); S3 PUTs are atomic by nature.
 """
@@ -12,7 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+
+from aurax_contracts.layout import LocationError, parse_location
 
 
 class StorageError(OSError):
@@ -31,16 +33,17 @@ class Location:
 
 
 def parse_uri(uri: str) -> Location:
-    parsed = urlparse(uri)
-    if parsed.scheme == "s3":
-        if not parsed.netloc:
-            raise StorageError(f"{uri!r} has no bucket; write s3://BUCKET/KEY")
-        return Location("s3", parsed.netloc, parsed.path.lstrip("/"))
-    if parsed.scheme == "file":
-        return Location("file", "", str(Path(unquote(parsed.path)).resolve()))
-    if parsed.scheme == "" or len(parsed.scheme) == 1:  # a plain path (or a Windows drive letter)
-        return Location("file", "", str(Path(uri).expanduser().resolve()))
-    raise StorageError(f"{uri!r}: unsupported scheme {parsed.scheme!r}; use s3://BUCKET/KEY or file:///PATH")
+    """An S3 location, or a local one with its path made absolute (`~` expanded in a plain path)."""
+    try:
+        location = parse_location(uri)
+    except LocationError as exc:
+        raise StorageError(str(exc)) from None
+    if location.scheme == "s3":
+        return Location("s3", location.bucket, location.key)
+    path = Path(location.key)
+    if location.key == uri:  # a plain path, not a file URI
+        path = path.expanduser()
+    return Location("file", "", str(path.resolve()))
 
 
 @lru_cache(maxsize=1)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 from botocore.exceptions import ClientError
+
+from aurax_contracts.layout import LocationError, parse_location
 
 from .aws import client
 
@@ -19,10 +20,14 @@ class ObjectError(OSError):
 
 
 def split(uri: str) -> tuple[str, str]:
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc:
+    """(bucket, key) of `s3://BUCKET/KEY`, the key taken literally (`#` and `?` are part of it)."""
+    try:
+        location = parse_location(uri)
+    except LocationError as exc:
+        raise ObjectError(f"{exc}; the control plane needs s3://BUCKET/KEY") from None
+    if location.scheme != "s3":
         raise ObjectError(f"{uri!r} is not an S3 URI; the control plane needs s3://BUCKET/KEY")
-    return parsed.netloc, parsed.path.lstrip("/")
+    return location.bucket, location.key
 
 
 def _code(exc: ClientError) -> str:
