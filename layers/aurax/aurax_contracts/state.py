@@ -26,6 +26,8 @@ class AttemptCost(Contract):
     """None while running (costed up to the ledger's update time)."""
     usd_per_hour: Annotated[float, Field(ge=0)]
     price_source: Literal["spot-history", "fallback"]
+    price_note: str | None = None
+    """Why the on-demand fallback price was used (None when priced from spot history)."""
     cost_usd: Annotated[float, Field(ge=0)]
 
 
@@ -41,6 +43,8 @@ class CostLedger(Contract):
     usd_per_step: Annotated[float, Field(ge=0)] | None = None
     budget_usd: Annotated[float, Field(gt=0)]
     alerted_fractions: list[float] = Field(default_factory=list)
+    fallback_alerts: list[str] = Field(default_factory=list)
+    """Alert codes already sent about attempts priced at the on-demand fallback (each is sent once per run)."""
     updated_at: AwareDatetime
 
 

@@ -12,7 +12,7 @@ region is free and is not counted.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,10 +28,32 @@ DAYS_PER_MONTH = 30.4375
 BYTES_PER_GB = 1e9
 
 
+#: The spot products Batch's Amazon Linux ECS AMIs are billed as. Every account today sees VPC instances' prices
+#: as "Linux/UNIX"; accounts that once had EC2-Classic saw them as "Linux/UNIX (Amazon VPC)" (EC2 API reference,
+#: DescribeSpotPriceHistory, `product-description`; Karpenter queries both for the same reason).
+LINUX_PRODUCTS = ("Linux/UNIX", "Linux/UNIX (Amazon VPC)")
+
+
 @dataclass(frozen=True)
 class PricePoint:
     time: datetime
     usd_per_hour: float
+
+
+def linux_spot_points(rows: Iterable[Mapping[str, Any]], instance_type: str, zone: str) -> list[PricePoint]:
+    """The Linux spot price points of one instance type in one zone, from `DescribeSpotPriceHistory` rows.
+
+    A history page may interleave other products (Windows, SUSE, Red Hat), types and zones: only matching rows
+    count. Where both Linux products appear, one series is used (the first of `LINUX_PRODUCTS` with rows),
+    never a mix of the two.
+    """
+    series: dict[str, list[PricePoint]] = {}
+    for row in rows:
+        product = row.get("ProductDescription")
+        if product in LINUX_PRODUCTS and row.get("InstanceType") == instance_type \
+                and row.get("AvailabilityZone") == zone:
+            series.setdefault(product, []).append(PricePoint(row["Timestamp"], float(row["SpotPrice"])))
+    return next((series[p] for p in LINUX_PRODUCTS if series.get(p)), [])
 
 
 @dataclass(frozen=True)
@@ -65,9 +87,11 @@ def time_weighted_cost(points: Sequence[PricePoint], start: datetime, end: datet
 
 def cost_attempt(span: AttemptSpan, points: Sequence[PricePoint] | None, fallback_usd_per_hour: float,
                  now: datetime) -> AttemptCost:
-    """Price one attempt; a running attempt is costed up to `now`. No price history -> the fallback price."""
+    """Price one attempt; a running attempt is costed up to `now`. No price history -> the fallback price, with
+    the reason in `price_note`."""
     end = span.stopped_at or now
     hours = max(0.0, (end - span.started_at).total_seconds() / 3600.0)
+    note = None
     if points:
         source = "spot-history"
         usd = time_weighted_cost(points, span.started_at, end)
@@ -75,10 +99,27 @@ def cost_attempt(span: AttemptSpan, points: Sequence[PricePoint] | None, fallbac
     else:
         source, rate = "fallback", fallback_usd_per_hour
         usd = rate * hours
+        note = (f"no {LINUX_PRODUCTS[0]} spot price history for {span.instance_type} in {span.availability_zone}"
+                if span.instance_type and span.availability_zone else
+                "instance type and zone unknown (no heartbeat from this attempt)")
     return AttemptCost(job_id=span.job_id, job_name=span.job_name, attempt=span.attempt,
                        instance_type=span.instance_type, availability_zone=span.availability_zone,
                        started_at=span.started_at, stopped_at=span.stopped_at, usd_per_hour=round(rate, 6),
-                       price_source=source, cost_usd=round(usd, 6))
+                       price_source=source, price_note=note, cost_usd=round(usd, 6))
+
+
+#: Alert code, sent once per run, for attempts whose known instance type and zone had no Linux spot price
+#: history, so the on-demand fallback was used instead (the ledger then overstates spend). Attempts whose host
+#: is unknown (preflight and preparation send no heartbeats; a training attempt before its first one) are
+#: priced at the fallback too, by design, and recorded in `price_note` without an alert.
+FALLBACK_NO_HISTORY = "price-fallback"
+
+
+def fallback_alerts_due(ledger: CostLedger) -> dict[str, list[AttemptCost]]:
+    """Attempts priced at the fallback although their host is known, by alert code, unless already alerted."""
+    priced = [a for a in ledger.attempts
+              if a.price_source == "fallback" and a.instance_type and a.availability_zone]
+    return {FALLBACK_NO_HISTORY: priced} if priced and FALLBACK_NO_HISTORY not in ledger.fallback_alerts else {}
 
 
 def storage_estimate(stored_bytes: int, objects: int, run_started: datetime, now: datetime,

@@ -15,24 +15,19 @@ from .monitor import MonitorState
 from .runtime import Runtime
 from .store import LEDGER, MONITOR
 
-#: The product whose spot prices Batch pays on Amazon Linux ECS-optimised AMIs in a VPC.
-PRODUCT = "Linux/UNIX (Amazon VPC)"
-
 
 def spot_prices(span: cost.AttemptSpan, now: datetime) -> list[cost.PricePoint]:
+    """The attempt's Linux spot price points over its running time (empty when its host is unknown)."""
     if not span.instance_type or not span.availability_zone:
         return []
     start, end = cost.price_window(span, now)
-    points: list[cost.PricePoint] = []
+    rows: list[dict[str, Any]] = []
     paginator = client("ec2").get_paginator("describe_spot_price_history")
     for page in paginator.paginate(InstanceTypes=[span.instance_type], AvailabilityZone=span.availability_zone,
-                                   ProductDescriptions=[PRODUCT], StartTime=start, EndTime=end):
-        for item in page.get("SpotPriceHistory", []):
-            # Filter again: some endpoints (and moto) ignore part of the query.
-            if item.get("InstanceType") == span.instance_type and \
-                    item.get("AvailabilityZone") == span.availability_zone:
-                points.append(cost.PricePoint(item["Timestamp"], float(item["SpotPrice"])))
-    return points
+                                   ProductDescriptions=list(cost.LINUX_PRODUCTS), StartTime=start, EndTime=end):
+        rows.extend(page.get("SpotPriceHistory", []))
+    # Filter the rows again: a page may interleave other products, and some endpoints (moto) ignore filters.
+    return cost.linux_spot_points(rows, span.instance_type, span.availability_zone)
 
 
 def build_ledger(rt: Runtime, state: RunState, config: RunConfig, previous: CostLedger | None,
@@ -59,11 +54,13 @@ def build_ledger(rt: Runtime, state: RunState, config: RunConfig, previous: Cost
     return CostLedger(run_id=state.run_id, attempts=sorted(attempts.values(), key=lambda a: (a.started_at, a.job_id)),
                       compute_usd=compute, storage_usd=storage, spend_usd=spend, projected_usd=projected,
                       usd_per_step=per_step, budget_usd=config.budget.budget_usd,
-                      alerted_fractions=list(previous.alerted_fractions) if previous else [], updated_at=now)
+                      alerted_fractions=list(previous.alerted_fractions) if previous else [],
+                      fallback_alerts=list(previous.fallback_alerts) if previous else [], updated_at=now)
 
 
 def update_run(rt: Runtime, state: RunState, config: RunConfig, now: datetime) -> CostLedger:
-    """Recompute the ledger, alert on newly crossed budget fractions, stop the run when over budget."""
+    """Recompute the ledger, alert on newly crossed budget fractions and (once) on spot prices not found, stop
+    the run when over budget."""
     previous, version = rt.store.get_doc(state.run_id, LEDGER, CostLedger)
     monitor, _ = rt.store.get_doc(state.run_id, MONITOR, MonitorState)
     hosts = {k: v.model_dump() for k, v in (monitor.hosts if monitor else {}).items()}
@@ -73,6 +70,8 @@ def update_run(rt: Runtime, state: RunState, config: RunConfig, now: datetime) -
     ledger = build_ledger(rt, state, config, previous, jobs, hosts, now)
     verdict = cost.judge_budget(ledger, config.budget)
     ledger.alerted_fractions = [*ledger.alerted_fractions, *verdict.crossed_fractions]
+    fallbacks = cost.fallback_alerts_due(ledger)
+    ledger.fallback_alerts = [*ledger.fallback_alerts, *fallbacks]
     # Store first (compare-and-swap): of two concurrent updates only one gets to send each alert.
     rt.store.put_doc(state.run_id, LEDGER, ledger, expected_version=version,
                      extra={"spend_usd": ledger.spend_usd, "projected_usd": ledger.projected_usd})
@@ -85,8 +84,11 @@ def update_run(rt: Runtime, state: RunState, config: RunConfig, now: datetime) -
                       "projected_usd": ledger.projected_usd, "usd_per_step": ledger.usd_per_step},
             action="Check the projection: if it exceeds the budget, cut training.total_epochs or stop the run "
                    "(`aurax stop`) before the guard does."))
-    if verdict.crossed_fractions:
-        rt.store.update_state(state.run_id, add_fields={"alerts_sent": len(verdict.crossed_fractions)})
+    for priced in fallbacks.values():
+        rt.notifier.alert(_fallback_alert(state, ledger, config, priced, now))
+    if verdict.crossed_fractions or fallbacks:
+        rt.store.update_state(state.run_id,
+                              add_fields={"alerts_sent": len(verdict.crossed_fractions) + len(fallbacks)})
     if verdict.stop_detail and state.abort_reason is None:
         active = [j["jobId"] for j in jobs if j.get("status") in ACTIVE_JOB_STATUSES]
         stop_run(rt.store, rt.notifier, rt.settings.root, state.run_id, AbortReason.OVER_BUDGET,
@@ -100,3 +102,19 @@ def update_run(rt: Runtime, state: RunState, config: RunConfig, now: datetime) -
                             "budget.budget_usd or shorten the run, then start a new execution to resume."))
     return ledger
 
+
+
+def _fallback_alert(state: RunState, ledger: CostLedger, config: RunConfig, priced: list[AttemptCost],
+                    now: datetime) -> AlertDetail:
+    """Sent once per run: attempts on a known instance found no Linux spot price and were priced on demand."""
+    rate = config.compute.on_demand_fallback_usd_per_hour
+    return AlertDetail(
+        run_id=state.run_id, severity=Severity.WARNING, code=cost.FALLBACK_NO_HISTORY, step=state.step,
+        epoch=state.epoch, time=now,
+        what=f"No spot price found: {len(priced)} attempt(s) priced at the on-demand fallback ${rate:g}/h",
+        evidence={"fallback_usd_per_hour": rate, "attempts": len(priced), "why": priced[0].price_note,
+                  "first": ", ".join(f"{a.job_name or a.job_id} attempt {a.attempt}" for a in priced[:3]),
+                  "fallback_priced_usd": round(sum(a.cost_usd for a in priced), 4), "spend_usd": ledger.spend_usd},
+        action="The ledger overstates spend for these attempts: check that the cost-ledger function may call "
+               "ec2:DescribeSpotPriceHistory and that the instance type is offered as spot in that zone; set "
+               "compute.on_demand_fallback_usd_per_hour to the type's on-demand price meanwhile.")
