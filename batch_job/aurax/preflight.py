@@ -10,14 +10,16 @@ Checks, each passed, failed or skipped with its reason (skipped is not failed: a
 - idle-rule: the EventBridge rule named by AURAX_IDLE_RULE_NAME (default bus) exists and is ENABLED;
 - alert-topic: the SNS topic AURAX_ALERT_TOPIC_ARN exists.
 Any failure: exit 78 (`JobExit.PREFLIGHT_FAILED`), and the state machine does not start training.
+SIGTERM or a spot notice stops it within a poll interval (`run_interruptible`): exit 75, as every job does.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from aurax_contracts import ContractError, RunConfig, parse_run_config
 from aurax_contracts.layout import join
@@ -26,6 +28,9 @@ from . import storage
 from .audio.config import AnalysisConfig
 from .errors import InputError
 
+if TYPE_CHECKING:
+    from .train.interrupts import InterruptWatch
+
 IDLE_RULE_ENV = "AURAX_IDLE_RULE_NAME"
 ALERT_TOPIC_ENV = "AURAX_ALERT_TOPIC_ARN"
 #: musicgen-small full fine-tune: ~6.7 GB of weights and optimizer state plus activations (T4: ~14.5 free).
@@ -33,7 +38,11 @@ DEFAULT_MIN_GPU_MEMORY_GIB = 12.0
 FP16_MATMUL_SIZE = 1024
 FP16_MAX_RELATIVE_ERROR = 1e-2
 
+#: How often the main thread looks for a stop cause while the checks run.
+INTERRUPT_POLL_SECONDS = 0.2
+
 Status = Literal["passed", "failed", "skipped"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -246,3 +255,30 @@ def run_preflight(*, config_uri: str | None, dataset_uri: str | None, require_gp
         _guarded("alert-topic", lambda: check_alert_topic(os.environ.get(ALERT_TOPIC_ENV))),
     ]
     return PreflightReport(checks)
+
+
+def run_interruptible(work: Callable[[], T], watch: InterruptWatch,
+                      poll_seconds: float = INTERRUPT_POLL_SECONDS) -> T | None:
+    """`work()` on a worker thread, or None as soon as `watch` has a stop cause (SIGTERM, a spot notice).
+
+    A check can block for minutes (an S3 read retrying, CUDA initialising) and Python runs signal handlers only
+    between the main thread's bytecodes, so the main thread only waits and polls. Preflight writes nothing, so
+    on a stop the worker is left to end with the process (a daemon thread). Exceptions of `work` are re-raised.
+    """
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, name="preflight-checks", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(poll_seconds)
+        if watch.pending() is not None:
+            return None
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]  # type: ignore[no-any-return]
