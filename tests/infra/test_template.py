@@ -117,3 +117,67 @@ def test_sam_build_offline_without_numpy_or_torch(tmp_path: Any) -> None:
              if p.is_dir() and p.name in ("numpy", "torch", "librosa", "scipy", "matplotlib")]
     assert not heavy, f"Lambda artefacts must not contain {heavy}"
     assert (build_dir / "ContractsLayer" / "python" / "aurax_contracts" / "__init__.py").exists()
+
+
+# --- issue 10, item 8: what a first real deployment needs ------------------------------------------------------
+DEPLOYMENT_TAG = "aurax:deployment"
+GPU_JOBS = ("PreflightJobDefinition", "TrainJobDefinition", "EvaluateJobDefinition")
+
+
+def _render(value: Any, region: str, deployment: str = "main") -> str:
+    """A `!Sub` string with the pseudo parameter and the deployment name filled in."""
+    return value["Fn::Sub"].replace("${AWS::Region}", region).replace("${DeploymentName}", deployment)
+
+
+def test_compute_environments_run_amazon_linux_2023(template: dict[str, Any]) -> None:
+    # Batch's Ec2Configuration image types; the AL2 ECS AMIs reach end of support.
+    images = {name: r["Properties"]["ComputeResources"].get("Ec2Configuration")
+              for name, r in template["Resources"].items() if r["Type"] == "AWS::Batch::ComputeEnvironment"}
+    assert images == {"GpuComputeEnvironment": [{"ImageType": "ECS_AL2023_NVIDIA"}],
+                      "CpuComputeEnvironment": [{"ImageType": "ECS_AL2023"}]}
+
+
+def test_account_wide_names_differ_between_regions(template: dict[str, Any]) -> None:
+    # Dashboard and budget names are global to the account: the same deployment in two regions must not clash.
+    resources = template["Resources"]
+    for name in (resources["AccountBudget"]["Properties"]["Budget"]["BudgetName"],
+                 resources["Dashboard"]["Properties"]["DashboardName"]):
+        assert _render(name, "us-east-1") != _render(name, "eu-west-1")
+    dashboard = _render(resources["Dashboard"]["Properties"]["DashboardName"], "eu-west-1")
+    assert _render(template["Outputs"]["DashboardUrl"]["Value"], "eu-west-1").endswith(f"#dashboards:name={dashboard}")
+
+
+def test_the_budget_counts_only_this_deployment(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    filters = resources["AccountBudget"]["Properties"]["Budget"]["CostFilters"]
+    assert filters == {"TagKeyValue": [{"Fn::Join": ["", [f"user:{DEPLOYMENT_TAG}$", {"Ref": "DeploymentName"}]]}],
+                       "Region": [{"Ref": "AWS::Region"}]}
+    deployment = {"Ref": "DeploymentName"}
+    # what costs money carries the tag: Batch's instances and their volumes, the bucket, the functions
+    specs = resources["BatchLaunchTemplate"]["Properties"]["LaunchTemplateData"]["TagSpecifications"]
+    assert {s["ResourceType"] for s in specs if {"Key": DEPLOYMENT_TAG, "Value": deployment} in s["Tags"]} == \
+        {"instance", "volume"}
+    for name in ("GpuComputeEnvironment", "CpuComputeEnvironment"):
+        assert resources[name]["Properties"]["ComputeResources"]["Tags"][DEPLOYMENT_TAG] == deployment
+    assert {"Key": DEPLOYMENT_TAG, "Value": deployment} in resources["DataBucket"]["Properties"]["Tags"]
+    assert template["Globals"]["Function"]["Tags"][DEPLOYMENT_TAG] == deployment
+    runbook = (ROOT / "docs" / "operations.md").read_text()
+    assert f"update-cost-allocation-tags-status --cost-allocation-tags-status TagKey={DEPLOYMENT_TAG},Status=Active" \
+        in runbook
+
+
+def test_gpu_jobs_stage_checkpoints_on_the_instance_store(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    user_data = resources["BatchLaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]
+    script = user_data[user_data.index("#!/bin/bash"):user_data.index("\n--==AURAX==--")]
+    checked = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    assert "echo ECS_CONTAINER_STOP_TIMEOUT=120s >> /etc/ecs/ecs.config" in script
+    # the instance-store NVMe SSD (its model name in sysfs, spaces removed), formatted and mounted at /scratch
+    assert '"$model" = "AmazonEC2NVMeInstanceStorage"' in script and 'mount -o noatime "$device" /scratch' in script
+    for name in GPU_JOBS:
+        container = resources[name]["Properties"]["ContainerProperties"]
+        assert {"Name": "TMPDIR", "Value": "/scratch"} in container["Environment"], name
+        assert container["Volumes"] == [{"Name": "scratch", "Host": {"SourcePath": "/scratch"}}], name
+        assert container["MountPoints"] == [{"SourceVolume": "scratch", "ContainerPath": "/scratch",
+                                             "ReadOnly": False}], name
