@@ -71,6 +71,19 @@ def test_every_job_definition_uses_the_contract_retry_strategy(template: dict[st
         assert resource["Properties"]["RetryStrategy"] == batch_retry_strategy(), name
 
 
+def test_every_job_retries_an_interrupted_exit_and_a_task_that_failed_to_start(template: dict[str, Any]) -> None:
+    # Each job command exits 75 after SIGTERM or a spot notice (evaluate, prepare and preflight as training does).
+    from aurax.local.moto_patches import BatchJobResult, batch_retry_action
+
+    for name, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::Batch::JobDefinition":
+            strategy = resource["Properties"]["RetryStrategy"]
+            assert batch_retry_action(strategy, BatchJobResult(75, "Essential container in task exited")) == "RETRY"
+            assert batch_retry_action(strategy, BatchJobResult(None, "Task failed to start",
+                                                               "CannotPullContainerError: 429")) == "RETRY", name
+            assert batch_retry_action(strategy, BatchJobResult(1, "Essential container in task exited")) == "EXIT"
+
+
 def test_job_commands_are_valid_aurax_invocations(template: dict[str, Any]) -> None:
     parser = build_parser()
     for name, resource in template["Resources"].items():
