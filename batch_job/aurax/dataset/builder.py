@@ -220,9 +220,9 @@ def _encode_all(config: RunConfig, ranking: Ranking, source: MtatSource, dataset
     info = codec_info(model)
     hop = round(info.sample_rate / info.frame_rate)
     wanted = wanted_clips(rules, len(ranking.candidates))
-    if not state.skipped:
-        state.skipped = [SkippedClip(rank=None, clip_id=c.clip_id, mp3_path=c.mp3_path, cause="known-broken",
-                                     detail="listed as broken in MagnaTagATune") for c in ranking.known_broken]
+    state.skipped = [*(SkippedClip(rank=None, clip_id=c.clip_id, mp3_path=c.mp3_path, cause="known-broken",
+                                   detail="listed as broken in MagnaTagATune") for c in ranking.known_broken),
+                     *(s for s in state.skipped if s.rank is not None)]
     done = {k.clip_id for k in state.kept}
     todo = [(position, c) for position, c in enumerate(ranking.candidates)
             if position >= state.resume_rank and c.clip.clip_id not in done]
