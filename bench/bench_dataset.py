@@ -1,12 +1,16 @@
-"""How fast `aurax job prepare` turns MagnaTagATune clips into codes, and what 8k clips cost on a g4dn.xlarge.
+"""How fast `aurax job prepare` turns MagnaTagATune clips into codes, what the default selection costs on a
+g4dn.xlarge, and how long the dataset plan takes on a full-size annotations file.
 
 Measures, on this machine's CPU, per 29.1 s MTAT-like clip (mono 16 kHz mp3): decode (libsndfile), resample
 to 32 kHz (soxr HQ) and EnCodec encode, with the tiny test codec and with musicgen-small's real EnCodec
 architecture (facebook/encodec_32khz's config, randomly initialised: same compute, no download). Then projects
-hours for 8,000 clips on a g4dn.xlarge (4 vCPUs, one T4), encode time from the codec's counted FLOPs at
-assumed T4 fp32 efficiencies, against the plan's 2-3 h of filtering plus 4-6 h of download.
+hours for the default selection (about 2,470 clips, extrapolated from real labels: README, "The data") on a
+g4dn.xlarge (4 vCPUs, one T4), encode time from the codec's counted FLOPs at assumed T4 fp32 efficiencies.
+`--plan` instead times parsing and planning a full-size annotations file (25,863 clips x 188 tags, labels drawn
+at random: what `aurax start` does on a laptop).
 
     .venv/bin/python bench/bench_dataset.py [--clips 4] [--batch-size 2]
+    .venv/bin/python bench/bench_dataset.py --plan
 """
 
 from __future__ import annotations
@@ -22,11 +26,16 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import EncodecConfig, EncodecModel
 
+from aurax.dataset.annotations import AnnotatedClip, format_annotations, parse_annotations
 from aurax.dataset.audio import decode_clip, encode_batch
+from aurax.dataset.mtat_tags import MTAT_TAGS
+from aurax.dataset.plan import EXTRAPOLATED_DEFAULT_CLIPS, make_plan
 from aurax.model import TINY_MODEL_ID, load_musicgen
+from aurax_contracts.config import MTAT_CLIPS, DatasetSelection
 
 CLIP_SECONDS = 29.1
-TARGET_CLIPS = 8000
+#: What the default rules select on the real annotations (extrapolated from real labels).
+TARGET_CLIPS = sum(EXTRAPOLATED_DEFAULT_CLIPS.values())
 MTAT_BYTES = 1_100_000_000 * 2 + 772_769_864
 #: T4 fp32 peak (NVIDIA datasheet: 8.1 TFLOPS) and the shares of it the codec's 1-D convolutions (32-512
 #: channels, cuDNN) are assumed to reach: a pessimistic and a likely figure.
@@ -89,11 +98,37 @@ def time_encode(model: torch.nn.Module, waveforms: list[np.ndarray], batch_size:
     return (time.perf_counter() - wall) / len(waveforms), (time.process_time() - cpu) / len(waveforms)
 
 
+def bench_plan(repeats: int = 3) -> None:
+    """Parse and plan a full-size annotations file; labels at random, each tag on ~3% of clips (MTAT's top tags
+    are on 5-20%, most on under 2%)."""
+    rng = np.random.default_rng(0)
+    flags = rng.random((MTAT_CLIPS, len(MTAT_TAGS))) < 0.03
+    clips = [AnnotatedClip(i + 1, frozenset(t for t, on in zip(MTAT_TAGS, row, strict=True) if on),
+                           f"{'0123456789abcdef'[i % 16]}/artist-album-{i:05d}-title-0-29.mp3")
+             for i, row in enumerate(flags)]
+    data = format_annotations(MTAT_TAGS, clips)
+    parse_s, plan_s = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        annotations = parse_annotations(data)
+        parse_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        plan = make_plan(annotations, DatasetSelection(), "bench")
+        plan_s.append(time.perf_counter() - start)
+    print(f"annotations: {MTAT_CLIPS:,} clips x {len(MTAT_TAGS)} tags, {len(data) / 1e6:.1f} MB; best of {repeats}: "
+          f"parse {min(parse_s):.2f} s, plan {min(plan_s):.2f} s ({plan.selected_total:,} selected, "
+          f"{len(plan.fixes)} fixes checked)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--plan", action="store_true", help="time the dataset plan instead")
     args = parser.parse_args()
+    if args.plan:
+        bench_plan()
+        return
     threads = torch.get_num_threads()
     print(f"CPU: {os.cpu_count()} cores visible, torch threads {threads}, load average {os.getloadavg()[0]:.1f}; "
           f"{args.clips} clips of {CLIP_SECONDS} s")
@@ -128,8 +163,8 @@ def main() -> None:
     cpu_side_s = decode_resample_s / G4DN_CORES  # decode threads overlap the GPU's encoding
     cpu_only_hours = TARGET_CLIPS * cpu_total_s / G4DN_CORES / 3600
     print()
-    print(f"Projection for {TARGET_CLIPS} clips on a g4dn.xlarge ({G4DN_VCPUS} vCPUs = {G4DN_CORES} cores, one T4 at "
-          f"{T4_FP32_FLOPS / 1e12} TFLOPS fp32 peak), {name}:")
+    print(f"Projection for {TARGET_CLIPS:,} clips (the default selection) on a g4dn.xlarge ({G4DN_VCPUS} vCPUs = "
+          f"{G4DN_CORES} cores, one T4 at {T4_FP32_FLOPS / 1e12} TFLOPS fp32 peak), {name}:")
     for efficiency in T4_EFFICIENCIES:
         t4_encode_s = flops / (T4_FP32_FLOPS * efficiency)
         hours = TARGET_CLIPS * max(t4_encode_s, cpu_side_s) / 3600
@@ -140,7 +175,6 @@ def main() -> None:
     for mb_s in (5, 20):
         print(f"  download of the {MTAT_BYTES / 1e9:.2f} GB archive at {mb_s} MB/s: "
               f"{MTAT_BYTES / (mb_s * 1e6) / 3600:.2f} h (once: later runs read the S3 cache)")
-    print("  plan: 2-3 h filtering + 4-6 h download")
 
 
 if __name__ == "__main__":

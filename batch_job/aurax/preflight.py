@@ -7,6 +7,8 @@ Checks, each passed, failed or skipped with its reason (skipped is not failed: a
 - config: the run config parses and validates;
 - dataset: when the dataset URI holds a manifest, it is valid, every shard is present, the shards' clip counts
   add up to the manifest's, the training split is not empty, and it was built for this config;
+- dataset-plan: before the dataset is prepared, the config's selection rules meet their target on the real
+  annotations (`aurax.dataset.plan`, the check `aurax start` and the prepare job make);
 - idle-rule: the EventBridge rule named by AURAX_IDLE_RULE_NAME (default bus) exists and is ENABLED;
 - alert-topic: the SNS topic AURAX_ALERT_TOPIC_ARN exists.
 Any failure: exit 78 (`JobExit.PREFLIGHT_FAILED`), and the state machine does not start training.
@@ -16,9 +18,11 @@ SIGTERM or a spot notice stops it within a poll interval (`run_interruptible`): 
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from aurax_contracts import ContractError, RunConfig, parse_run_config
@@ -158,7 +162,7 @@ def _config_or_none(uri: str | None) -> RunConfig | None:
 
 
 def check_dataset(dataset_uri: str | None, config_uri: str | None) -> CheckResult:
-    from .dataset.selection import min_clips
+    from .dataset.selection import describe_floor, min_clips
     from .dataset.shards import MANIFEST_NAME, load_manifest
 
     if dataset_uri is None:
@@ -190,14 +194,43 @@ def check_dataset(dataset_uri: str | None, config_uri: str | None) -> CheckResul
                             f"this config's is {expected[:12]})")
         total, floor = sum(manifest.counts.values()), min_clips(config.dataset)
         if total < floor:
-            problems.append(f"{total} clips, fewer than the {floor} this config needs (dataset.target_clips "
-                            f"{config.dataset.target_clips} less dataset.target_tolerance)")
+            problems.append(f"{total} clips, fewer than the {floor} this config needs "
+                            f"({describe_floor(config.dataset)})")
     counts = ", ".join(f"{k} {v}" for k, v in sorted(manifest.counts.items()))
     detail = f"{counts} clips in {len(manifest.shards)} shards, manifest sha256 {digest[:12]}"
     if problems:
         return CheckResult("dataset", "failed", detail + "; " + "; ".join(problems) +
                            "; fix: re-run `aurax job prepare` for this config")
     return CheckResult("dataset", "passed", detail)
+
+
+def check_dataset_plan(config_uri: str | None, dataset_uri: str | None) -> CheckResult:
+    """The dataset plan on the annotations at the config's `dataset.source_uri` (cached beside the datasets on
+    S3, where the prepare job finds it), unless the dataset is already prepared."""
+    from .dataset.annotations import parse_annotations
+    from .dataset.builder import default_cache_uri
+    from .dataset.download import RetryPolicy
+    from .dataset.plan import make_plan
+    from .dataset.shards import MANIFEST_NAME
+    from .dataset.source import MtatSource
+
+    config = _config_or_none(config_uri)
+    if config is None:
+        return CheckResult("dataset-plan", "skipped", "no valid --config (the config check says why)")
+    if dataset_uri is not None and storage.exists(join(dataset_uri, MANIFEST_NAME)):
+        return CheckResult("dataset-plan", "skipped", "the dataset is already prepared (the dataset check covers it)")
+    work_dir = Path(os.environ.get("AURAX_WORK_DIR") or tempfile.gettempdir()) / "aurax-preflight"
+    source = MtatSource(config.dataset.source_uri, work_dir, default_cache_uri(dataset_uri) if dataset_uri else None,
+                        RetryPolicy(attempts=4))
+    raw, where = source.annotations()
+    plan = make_plan(parse_annotations(raw, where), config.dataset, where)
+    if not plan.met:
+        fixes = [f"fix: set {fix.render()}" for fix in plan.fixes]
+        return CheckResult("dataset-plan", "failed", "; ".join([*plan.problems, *fixes]) +
+                           " (`aurax dataset plan --config ...` prints the figures)")
+    return CheckResult("dataset-plan", "passed", f"{plan.selected_total:,} clips selected (train "
+                       f"{plan.selected['train']:,}, validation {plan.selected['validation']:,}), at least "
+                       f"{plan.fewest:,} needed, on {where}")
 
 
 def _aws_error_code(exc: Exception) -> str:
@@ -251,6 +284,7 @@ def run_preflight(*, config_uri: str | None, dataset_uri: str | None, require_gp
         _guarded("gpu", lambda: check_gpu(require_gpu, min_gpu_memory_gib)),
         _guarded("config", lambda: check_config(config_uri)),
         _guarded("dataset", lambda: check_dataset(dataset_uri, config_uri)),
+        _guarded("dataset-plan", lambda: check_dataset_plan(config_uri, dataset_uri)),
         _guarded("idle-rule", lambda: check_idle_rule(os.environ.get(IDLE_RULE_ENV))),
         _guarded("alert-topic", lambda: check_alert_topic(os.environ.get(ALERT_TOPIC_ENV))),
     ]

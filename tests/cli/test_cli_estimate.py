@@ -17,7 +17,11 @@ def test_phases_add_up_and_a_no_go_costs_less_than_the_whole_run():
     assert e.total_usd == pytest.approx(sum(p.usd for p in e.phases) + e.storage_usd)
     assert 0 < e.decision_usd < e.total_usd
     assert [p.name for p in e.phases][:3] == ["prepare dataset", "preflight", "train to epoch 5"]
-    assert e.train_clips == round(8000 * 12 / 13) and e.steps_per_epoch == -(-e.train_clips // 16)
+    # "all eligible": the default rules' figure extrapolated from real labels (tests/dataset/test_dataset_real_labels)
+    assert e.train_clips == 2226 and e.steps_per_epoch == -(-e.train_clips // 16)
+    assert any(a.startswith("clips: all eligible: about 2,470 clips, extrapolated") for a in e.assumptions)
+    fixed = estimate(RunConfig.model_validate({"run_id": "est-1", "dataset": {"target_clips": 8000}}))
+    assert fixed.train_clips == round(8000 * 12 / 13)
 
 
 def test_training_time_follows_epochs_and_measured_throughput():

@@ -13,7 +13,7 @@ from aurax_contracts.config import MUSICGEN_SMALL
 def test_defaults_are_the_missions_figures() -> None:
     config = RunConfig(run_id="amapiano-01")
     assert config.model.model_id == MUSICGEN_SMALL
-    assert config.dataset.target_clips == 8000
+    assert (config.dataset.target_clips, config.dataset.min_clips) == ("all", 1000)  # README, "The data"
     assert (config.training.total_epochs, config.training.decision_epoch) == (20, 5)
     assert config.monitoring.loss_warn == 10.0
     assert config.monitoring.critical_window_hours == 48

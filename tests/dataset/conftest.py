@@ -36,3 +36,10 @@ def file_server() -> Iterator[FileServer]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No instance metadata to poll (a test machine is no EC2 instance), and a private download cache."""
+    monkeypatch.setenv("AURAX_IMDS_ENDPOINT", "off")
+    monkeypatch.setenv("AURAX_CACHE_DIR", str(tmp_path / "aurax-cache"))

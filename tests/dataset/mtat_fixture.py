@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zipfile
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -109,9 +110,11 @@ def write_config(path: Path, config: RunConfig) -> str:
 @dataclass
 class FileServer:
     """Serves `files` on 127.0.0.1 with byte ranges. `drop_after[name] = n` makes the next GET of `name` send
-    its headers and n bytes, then close the connection; `fail[name] = k` answers the next k GETs with 500."""
+    its headers and n bytes, then close the connection; `fail[name] = k` answers the next k GETs with 500;
+    `slow[name] = s` sends `name` in 1 KiB pieces, s seconds apart (a multi-GB part in miniature)."""
 
     files: dict[str, bytes] = field(default_factory=dict)
+    slow: dict[str, float] = field(default_factory=dict)
     drop_after: dict[str, int] = field(default_factory=dict)
     fail: dict[str, int] = field(default_factory=dict)
     ignore_ranges: bool = False
@@ -163,6 +166,15 @@ def file_handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body[: server.drop_after.pop(name)])
                 self.wfile.flush()
                 self.close_connection = True
+                return
+            if name in server.slow:
+                try:
+                    for offset in range(0, len(body), 1024):
+                        self.wfile.write(body[offset:offset + 1024])
+                        self.wfile.flush()
+                        time.sleep(server.slow[name])
+                except (BrokenPipeError, ConnectionResetError):  # the client went away mid-body
+                    self.close_connection = True
                 return
             self.wfile.write(body)
 

@@ -183,24 +183,43 @@ def _assert_nothing_written(dataset: Path) -> None:
     assert not dataset.exists() or list(dataset.iterdir()) == []
 
 
-def test_zero_clips_selected_exits_65_and_writes_nothing(tmp_path: Path, extracted_source: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_zero_clips_selected_exits_64_names_a_fix_and_writes_nothing(
+        tmp_path: Path, extracted_source: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, dataset = _prepare(tmp_path, extracted_source, min_score=1000)
-    assert code == JobExit.BAD_INPUT
+    assert code == JobExit.BAD_CONFIG  # the config asks for what the annotations cannot give
     err = capsys.readouterr().err
-    assert "only 0 eligible clips for a target of 11" in err and "below-min-score" in err
-    assert "lower dataset.target_clips or dataset.min_score" in err
+    assert "0 eligible clips, fewer than the 11 needed (dataset.target_clips 11 less" in err
+    assert "fix: set dataset.min_score: 3.5 (11 clips selected: train 8, validation 3)" in err
     _assert_nothing_written(dataset)
-    report = next((tmp_path / "work").rglob("selection-report.json"))
-    assert json.loads(report.read_text())["eligible_clips"] == 0
+    report = json.loads(next((tmp_path / "work").rglob("selection-report.json")).read_text())
+    assert report["eligible_clips"] == 0 and report["plan"]["met"] is False
 
 
-def test_target_out_of_reach_exits_65_before_downloading(tmp_path: Path, extracted_source: Path,
+def test_target_out_of_reach_exits_64_before_downloading(tmp_path: Path, zipped_source: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    code, dataset = _prepare(tmp_path, extracted_source, target_clips=50, target_tolerance=0.05)
-    assert code == JobExit.BAD_INPUT
-    assert "only 11 eligible clips for a target of 50" in capsys.readouterr().err
+    code, dataset = _prepare(tmp_path, zipped_source, target_clips=50, target_tolerance=0.05)
+    assert code == JobExit.BAD_CONFIG
+    err = capsys.readouterr().err
+    assert "11 eligible clips, fewer than the 48 needed" in err and "fix: set dataset.target_clips: 11" in err
     _assert_nothing_written(dataset)
+    assert not list((tmp_path / "work").rglob("mp3.zip.*"))  # no audio was copied
+
+
+def test_all_eligible_below_its_floor_exits_64(tmp_path: Path, extracted_source: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    code, dataset = _prepare(tmp_path, extracted_source, target_clips="all", min_clips=12)
+    assert code == JobExit.BAD_CONFIG
+    err = capsys.readouterr().err
+    assert 'fewer than the 12 needed (dataset.target_clips "all" with dataset.min_clips 12)' in err
+    assert "fix: set dataset.min_clips: 11" in err
+    _assert_nothing_written(dataset)
+
+
+def test_all_eligible_takes_every_eligible_clip(tmp_path: Path, extracted_source: Path) -> None:
+    code, dataset = _prepare(tmp_path, extracted_source, target_clips="all", min_clips=5)
+    assert code == JobExit.SUCCEEDED
+    manifest, _ = load_manifest(str(dataset))
+    assert manifest.counts == {"train": len(ELIGIBLE_TRAIN), "validation": len(ELIGIBLE_VALIDATION)}
 
 
 def test_too_many_bad_files_exit_65_and_remove_written_shards(tmp_path: Path, extracted_source: Path,
@@ -211,15 +230,27 @@ def test_too_many_bad_files_exit_65_and_remove_written_shards(tmp_path: Path, ex
     code, dataset = _prepare(tmp_path, source, target_tolerance=0.2)
     assert code == JobExit.BAD_INPUT
     err = capsys.readouterr().err
-    assert "only 7 usable clips for a target of 11" in err and "'corrupt': 4" in err
+    assert "only 7 usable clips, fewer than the 9 needed" in err and "'corrupt': 4" in err
     _assert_nothing_written(dataset)
 
 
-def test_no_validation_clip_exits_65(tmp_path: Path, extracted_source: Path,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_validation_clip_exits_64_before_downloading(tmp_path: Path, extracted_source: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
     code, dataset = _prepare(tmp_path, extracted_source, validation_folders=["9"], target_clips=8)
+    assert code == JobExit.BAD_CONFIG
+    err = capsys.readouterr().err
+    assert "no validation clip is selected from validation_folders ['9']" in err
+    _assert_nothing_written(dataset)
+
+
+def test_no_usable_validation_clip_exits_65(tmp_path: Path, extracted_source: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    source = _damaged_copy(extracted_source, tmp_path)
+    for clip_id in ELIGIBLE_VALIDATION:
+        (source / _path_of(clip_id)).write_bytes(b"corrupt")
+    code, dataset = _prepare(tmp_path, source, target_clips=8, target_tolerance=0.0)
     assert code == JobExit.BAD_INPUT
-    assert "no validation clip was selected" in capsys.readouterr().err
+    assert "no validation clip was usable" in capsys.readouterr().err
     _assert_nothing_written(dataset)
 
 

@@ -47,7 +47,7 @@ def test_local_run_passes_with_skips_and_reasons(capsys: pytest.CaptureFixture[s
     statuses = {c["name"]: c["status"] for c in report["checks"]}
     assert report["passed"] is True
     assert statuses == {"detector": "passed", "gpu": "skipped", "config": "skipped", "dataset": "skipped",
-                        "idle-rule": "skipped", "alert-topic": "skipped"}
+                        "dataset-plan": "skipped", "idle-rule": "skipped", "alert-topic": "skipped"}
     details = {c["name"]: c["detail"] for c in report["checks"]}
     assert IDLE_RULE_ENV in details["idle-rule"] and ALERT_TOPIC_ENV in details["alert-topic"]
     assert "detector validation cases passed" in details["detector"]
@@ -60,7 +60,7 @@ def test_broken_detector_threshold_fails_with_exit_78(tmp_path: Path,
     assert main(["preflight", "--json", "--analysis-config", str(broken)]) == 78
     report = json.loads(capsys.readouterr().out)
     assert report["passed"] is False
-    assert len(report["checks"]) == 6  # every check is still listed
+    assert len(report["checks"]) == 7  # every check is still listed
     detector = next(c for c in report["checks"] if c["name"] == "detector")
     assert detector["status"] == "failed" and "log-drum-52hz-300ms (expected log drum" in detector["detail"]
 
@@ -169,7 +169,7 @@ def test_a_crashing_check_fails_instead_of_aborting_the_report(monkeypatch: pyte
 
     monkeypatch.setattr(preflight, "check_idle_rule", explode)
     report = run_preflight(config_uri=None, dataset_uri=None, require_gpu=False)
-    assert _status(report)["idle-rule"] == "failed" and len(report.checks) == 6
+    assert _status(report)["idle-rule"] == "failed" and len(report.checks) == 7
     assert "RuntimeError: boom" in next(c.detail for c in report.checks if c.name == "idle-rule")
 
 

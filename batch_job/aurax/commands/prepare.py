@@ -26,9 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     "dataset for the same config is left untouched.",
         epilog="example:\n  aurax job prepare --config s3://BUCKET/runs/RUN/config.json "
                "--dataset-uri s3://BUCKET/datasets/FINGERPRINT\n\n"
-               "exit codes: 0 dataset complete; 64 bad config or unknown tag in the rules; 65 bad input (malformed "
-               "annotations, missing or short download, too few clips selected); 75 download interrupted by "
-               "network errors (run it again: it resumes)",
+               "exit codes: 0 dataset complete; 64 bad config, an unknown tag in the rules, or rules the "
+               "annotations cannot meet (checked before any audio is downloaded; the fix is printed); 65 bad input "
+               "(malformed annotations, a missing or short download, too few usable clips); 75 interrupted by "
+               "SIGTERM, a spot notice or network errors (run it again: it resumes, keeping the shards written)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="RunConfig JSON/YAML: s3://, file:// or a path")
     parser.add_argument("--dataset-uri", required=True, help="dataset root to write (s3://... or a folder)")
@@ -38,26 +39,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--work-dir", type=Path, default=None,
                         help=f"local folder for downloads (default ${WORK_DIR_ENV} or the system temp folder)")
     parser.add_argument("--device", default=None, help="torch device for EnCodec (default: cuda if present)")
-    parser.add_argument("--batch-size", type=int, default=None, help="clips per EnCodec batch (default 8 GPU, 4 CPU)")
+    parser.add_argument("--batch-size", type=_positive_int, default=None,
+                        help="clips per EnCodec batch (default 8 GPU, 4 CPU)")
+    parser.add_argument("--shard-clips", type=_positive_int, default=None,
+                        help="clips per shard (default 256, about 3 MB); an interrupted job loses at most the clips "
+                             "not yet in a shard when it is killed without notice")
     parser.set_defaults(handler=run)
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
+    """Build the dataset. As PID 1 in its container the job is stopped by SIGTERM (ECS) or a spot notice: it
+    then writes the clips encoded so far, keeps its progress and exits 75 within seconds, and the retry
+    resumes."""
     from .. import storage
-    from ..dataset.builder import PrepareOptions, prepare_dataset
+    from ..dataset.builder import SHARD_CLIPS, PrepareOptions, prepare_dataset
     from ..dataset.download import DownloadError
+    from ..dataset.stopping import Interrupted
+    from ..train.interrupts import ImdsClient, InterruptWatch, read_placement
 
     config = parse_run_config(storage.read_text(args.config), args.config)
     work_dir = args.work_dir or Path(os.environ.get(WORK_DIR_ENV) or Path(tempfile.gettempdir()) / "aurax-prepare")
-    options = PrepareOptions(device=args.device, batch_size=args.batch_size)
-
+    imds = ImdsClient.from_env()
+    # Off EC2 nothing sends spot notices; under Batch keep polling even if the first look failed.
+    on_batch = "AWS_BATCH_JOB_ID" in os.environ
+    watch = InterruptWatch(imds if read_placement(imds).reachable or on_batch else None, stop_request_uri=None)
+    options = PrepareOptions(device=args.device, batch_size=args.batch_size,
+                             shard_clips=args.shard_clips or SHARD_CLIPS, stop=lambda: watch.pending() is not None)
+    watch.start()
     try:
         manifest = prepare_dataset(config, args.dataset_uri, work_dir, args.source, options)
+    except Interrupted as exc:
+        cause = watch.pending()
+        print(f"aurax: interrupted ({cause.record_cause if cause else 'stop'}): {exc}; run the same command again "
+              "to resume", file=sys.stderr)
+        return JobExit.INTERRUPTED
     except DownloadError as exc:
         print(f"aurax: {exc}", file=sys.stderr)
         # A network failure is worth retrying (Batch retries INTERRUPTED and the download resumes);
         # a wrong size or a missing file is not.
         return JobExit.INTERRUPTED if exc.transient else JobExit.BAD_INPUT
+    finally:
+        watch.stop()
     log.info("dataset ready at %s: %s clips (%.1f h), skipped %s", args.dataset_uri, manifest.counts,
              manifest.total_seconds / 3600, manifest.skipped)
     return JobExit.SUCCEEDED

@@ -12,6 +12,8 @@ import io
 import re
 from dataclasses import dataclass
 
+from aurax_contracts.config import MTAT_BASE_URL
+
 from ..errors import InputError
 
 CLIP_ID = "clip_id"
@@ -39,17 +41,34 @@ class Annotations:
 
 
 def parse_annotations(data: bytes, source: str = "annotations_final.csv") -> Annotations:
-    """Parse the whole file; a malformed header or row raises `InputError` naming the line and the fix."""
+    """Parse the whole file; anything but MTAT's layout raises `InputError` naming what is wrong (an empty
+    file, an HTML page, a compressed file, another separator, missing columns, a malformed row and its line)
+    and how to get the right file."""
+    refetch = f"download annotations_final.csv again from {MTAT_BASE_URL}"
+    _check_not_other_format(data, source, refetch)
     try:
         text = data.decode("utf-8-sig")  # tolerate a byte-order mark from a re-saved file
     except UnicodeDecodeError as exc:
-        raise InputError(f"{source} is not UTF-8 text ({exc}); download annotations_final.csv again") from exc
+        raise InputError(f"{source} is not UTF-8 text ({exc}); {refetch}") from exc
+    if not text.strip():
+        raise InputError(f"{source} is empty; {refetch}")
+    first_line = text.splitlines()[0]
+    if first_line.lstrip().startswith("<"):  # <!DOCTYPE html>, <html>, <?xml ...>
+        raise InputError(f"{source} is an HTML or XML page, not MagnaTagATune's CSV (an error, login or captive "
+                         f"portal page was saved instead of the file); {refetch}, or pass a good local copy with "
+                         "--annotations")
+    if "\t" not in first_line:
+        separator = max((",", ";", "|", " "), key=first_line.count)
+        raise InputError(f"{source}: the header has no tab; the file is separated by {separator!r}, but "
+                         "MagnaTagATune's annotations_final.csv is tab-separated with every token double-quoted "
+                         f"(a spreadsheet re-saved it?); {refetch}")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quotechar='"', strict=True)
     try:
         header = next(reader)
-    except StopIteration:
-        raise InputError(f"{source} is empty; download annotations_final.csv again") from None
-    tags = _tags_from_header(header, source)
+    except csv.Error as exc:
+        raise InputError(f"{source} line 1: {exc}; the header is not MTAT's tab-separated, double-quoted "
+                         f"format; {refetch}") from exc
+    tags = _tags_from_header(header, source, refetch)
     clips: list[AnnotatedClip] = []
     seen: set[int] = set()
     try:
@@ -59,24 +78,40 @@ def parse_annotations(data: bytes, source: str = "annotations_final.csv") -> Ann
             clip = _parse_row(row, header, tags, f"{source} line {reader.line_num}")
             if clip.clip_id in seen:
                 raise InputError(f"{source} line {reader.line_num}: clip_id {clip.clip_id} appears twice; "
-                                 "the file is corrupt, download annotations_final.csv again")
+                                 f"the file is corrupt, {refetch}")
             seen.add(clip.clip_id)
             clips.append(clip)
     except csv.Error as exc:
         raise InputError(f"{source} line {reader.line_num}: {exc}; the file is not MTAT's tab-separated, "
-                         "double-quoted format, download annotations_final.csv again") from exc
+                         f"double-quoted format, {refetch}") from exc
+    if not clips:
+        raise InputError(f"{source} has a header but no clip rows (a download cut short?); {refetch}")
     return Annotations(tags=tags, clips=tuple(clips))
 
 
-def _tags_from_header(header: list[str], source: str) -> tuple[str, ...]:
+#: Leading bytes of formats sometimes saved in the CSV's place.
+_MAGIC = {b"\x1f\x8b": "gzip-compressed", b"PK\x03\x04": "a zip archive", b"BZh": "bzip2-compressed",
+          b"\xfd7zXZ": "xz-compressed"}
+
+
+def _check_not_other_format(data: bytes, source: str, refetch: str) -> None:
+    for magic, kind in _MAGIC.items():
+        if data.startswith(magic):
+            raise InputError(f"{source} is {kind}, not the plain CSV; decompress it first, or {refetch}")
+
+
+def _tags_from_header(header: list[str], source: str, refetch: str) -> tuple[str, ...]:
+    missing = [name for name in (CLIP_ID, MP3_PATH) if name not in header]
     if len(header) < 3 or header[0] != CLIP_ID or header[-1] != MP3_PATH:
-        raise InputError(f"{source}: the header must be \"clip_id\", the tag columns, then \"mp3_path\" (got "
-                         f"{header[:2]}...{header[-1:]}); is this MagnaTagATune's annotations_final.csv?")
+        found = f"{header[:2]}...{header[-1:]}" if len(header) > 3 else str(header)
+        lacking = f"it has no {' or '.join(repr(m) for m in missing)} column; " if missing else ""
+        raise InputError(f"{source}: the header must be \"clip_id\", the tag columns, then \"mp3_path\" ({lacking}"
+                         f"got {len(header)} columns: {found}); is this MagnaTagATune's annotations_final.csv? "
+                         f"{refetch}")
     tags = tuple(header[1:-1])
     duplicates = sorted({t for t in tags if tags.count(t) > 1})
     if duplicates or any(not t for t in tags):
-        raise InputError(f"{source}: the header has duplicate or empty tag columns {duplicates}; "
-                         "download annotations_final.csv again")
+        raise InputError(f"{source}: the header has duplicate or empty tag columns {duplicates}; {refetch}")
     return tags
 
 

@@ -40,7 +40,8 @@ def decode_clip(data: bytes, sample_rate: int, min_seconds: float) -> Decoded | 
     try:
         audio, source_rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, ValueError) as exc:
-        return Skipped("corrupt", f"cannot decode: {exc}")
+        # libsndfile's own words; str(exc) names the in-memory buffer's address, which differs run to run
+        return Skipped("corrupt", f"cannot decode: {getattr(exc, 'error_string', None) or exc}")
     seconds = audio.shape[0] / source_rate
     if seconds < min_seconds:
         return Skipped("too-short", f"{seconds:.2f} s < min_clip_seconds {min_seconds}")

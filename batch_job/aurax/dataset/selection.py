@@ -1,9 +1,14 @@
 """Choosing the MagnaTagATune clips a run trains on, from proxy tags (MTAT has no Amapiano tag).
 
-A clip's score is the sum of the weights of its included tags. Eligible clips (score >= min_score, no
-excluded tag, not in an excluded folder, not known to be broken) are ranked by score, ties broken by a
-seeded hash of the clip id, so the same config always ranks the same clips in the same order. The split is
-by folder: MTAT folders follow albums, so no album is in both train and validation.
+A clip's score is the sum of the weights of its included tags, in exact rational arithmetic on the decimals
+as written (`Fraction("0.1") + Fraction("0.2") == Fraction("0.3")`), so a threshold or a tie never depends on
+binary rounding. Eligible clips (score >= min_score, no excluded tag, not in an excluded folder, not known to
+be broken) are ranked by score, ties broken by a seeded hash of the clip id, so the same config always ranks
+the same clips in the same order. The split is by folder: MTAT folders follow albums, so no album is in both
+train and validation.
+
+Training prompts are tag-style: the clip's proxy tags, highest weight first, then its other tags in the
+annotations' column order (`tag_prompt`); the evaluation's in-distribution prompts are built the same way.
 """
 
 from __future__ import annotations
@@ -12,13 +17,16 @@ import difflib
 import hashlib
 import math
 from collections import Counter
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Literal
 
 from aurax_contracts import ContractError
-from aurax_contracts.config import DatasetSelection
+from aurax_contracts.config import ALL_ELIGIBLE, DatasetSelection
 
 from .annotations import AnnotatedClip, Annotations
+from .mtat_tags import MTAT_TAGS
 
 Split = Literal["train", "validation"]
 
@@ -36,7 +44,8 @@ MAX_PROMPT_TAGS = 8
 class Candidate:
     clip: AnnotatedClip
     split: Split
-    score: float
+    score: Fraction
+    """Exact sum of the matched tags' weights."""
     matched_tags: tuple[str, ...]
     """Included tags the clip has, highest weight first: why it was chosen."""
     prompt: str
@@ -52,9 +61,31 @@ class Ranking:
     """Clips that would have been eligible but are known not to decode."""
 
 
+def exact(value: float) -> Fraction:
+    """The decimal a config value was written as, exactly: `exact(0.1) == Fraction(1, 10)` (a float's repr is
+    the shortest decimal that reads back as the same float, i.e. what YAML or JSON held)."""
+    return Fraction(repr(value))
+
+
 def min_clips(rules: DatasetSelection) -> int:
-    """The fewest clips a dataset for `rules` may hold: the target less its tolerance (at least one)."""
-    return max(1, math.ceil(rules.target_clips * (1 - rules.target_tolerance) - 1e-9))
+    """The fewest clips a dataset for `rules` may hold: `min_clips` for an "all eligible" target, else the
+    target less its tolerance (at least one)."""
+    if rules.target_clips == ALL_ELIGIBLE:
+        return rules.min_clips
+    return max(1, math.ceil(exact(rules.target_clips) * (1 - exact(rules.target_tolerance))))
+
+
+def describe_floor(rules: DatasetSelection) -> str:
+    """Where `min_clips(rules)` comes from, naming the settings (for error messages)."""
+    if rules.target_clips == ALL_ELIGIBLE:
+        return f'dataset.target_clips "all" with dataset.min_clips {rules.min_clips}'
+    return (f"dataset.target_clips {rules.target_clips} less dataset.target_tolerance "
+            f"{rules.target_tolerance:.0%}")
+
+
+def wanted_clips(rules: DatasetSelection, eligible: int) -> int:
+    """How many of `eligible` ranked clips the job encodes at most."""
+    return eligible if rules.target_clips == ALL_ELIGIBLE else min(rules.target_clips, eligible)
 
 
 def check_rule_tags(rules: DatasetSelection, tags: tuple[str, ...]) -> None:
@@ -72,40 +103,77 @@ def check_rule_tags(rules: DatasetSelection, tags: tuple[str, ...]) -> None:
         raise ContractError("run config dataset rules", problems)
 
 
+def score(tags: Set[str], weights: Mapping[str, float | Fraction]) -> tuple[Fraction, tuple[str, ...]]:
+    """The exact score of a clip with `tags` and its matched proxy tags, highest weight first (then by name)."""
+    exact_weights = {t: w if isinstance(w, Fraction) else exact(w) for t, w in weights.items() if t in tags}
+    matched = sorted(exact_weights, key=lambda t: (-exact_weights[t], t))
+    return sum(exact_weights.values(), Fraction(0)), tuple(matched)
+
+
+Verdict = Literal["excluded-folder", "excluded-tag", "below-min-score", "known-broken", "eligible"]
+
+
+class Judge:
+    """One rule set, converted once, applied to clip after clip."""
+
+    def __init__(self, rules: DatasetSelection) -> None:
+        self.rules = rules
+        self.weights = {t: exact(w) for t, w in rules.include_tags.items()}
+        self.excluded_tags = frozenset(rules.exclude_tags)
+        self.threshold = exact(rules.min_score)
+
+    def __call__(self, clip: AnnotatedClip, *, folder_rule: bool = True) -> tuple[Verdict, Fraction, tuple[str, ...]]:
+        """Why `clip` is or is not eligible, its score and matched tags. `folder_rule=False` judges a clip of an
+        excluded folder as if its folder were used (the plan's per-folder figures)."""
+        if folder_rule and clip.folder in self.rules.excluded_folders:
+            return "excluded-folder", Fraction(0), ()
+        if clip.tags & self.excluded_tags:
+            return "excluded-tag", Fraction(0), ()
+        clip_score, matched = score(clip.tags, self.weights)
+        if clip_score < self.threshold:
+            return "below-min-score", clip_score, matched
+        if clip.mp3_path in KNOWN_BROKEN:
+            return "known-broken", clip_score, matched
+        return "eligible", clip_score, matched
+
+    def split(self, clip: AnnotatedClip) -> Split:
+        return "validation" if clip.folder in self.rules.validation_folders else "train"
+
+
 def rank(annotations: Annotations, rules: DatasetSelection) -> Ranking:
+    """Every eligible clip, best first, and the count of the others by reason. Raises `ContractError` when the
+    rules name a tag the annotations lack."""
     check_rule_tags(rules, annotations.tags)
-    excluded_tags = frozenset(rules.exclude_tags)
-    weights = rules.include_tags
+    judge = Judge(rules)
     rejected: Counter[str] = Counter()
     broken: list[AnnotatedClip] = []
     eligible: list[Candidate] = []
     for clip in annotations.clips:
-        if clip.folder in rules.excluded_folders:
-            rejected["excluded-folder"] += 1
-            continue
-        if clip.tags & excluded_tags:
-            rejected["excluded-tag"] += 1
-            continue
-        matched = sorted((t for t in clip.tags if t in weights), key=lambda t: (-weights[t], t))
-        score = sum(weights[t] for t in matched)
-        if score < rules.min_score:
-            rejected["below-min-score"] += 1
-            continue
-        if clip.mp3_path in KNOWN_BROKEN:
+        verdict, clip_score, matched = judge(clip)
+        if verdict == "known-broken":
             broken.append(clip)
-            continue
-        split: Split = "validation" if clip.folder in rules.validation_folders else "train"
-        eligible.append(Candidate(clip=clip, split=split, score=score, matched_tags=tuple(matched),
-                                  prompt=build_prompt(clip, matched, annotations.tags)))
+        elif verdict != "eligible":
+            rejected[verdict] += 1
+        else:
+            eligible.append(Candidate(clip=clip, split=judge.split(clip), score=clip_score, matched_tags=matched,
+                                      prompt=tag_prompt(clip.tags, judge.weights, annotations.tags)))
     eligible.sort(key=lambda c: (-c.score, _tie_break(rules.seed, c.clip.clip_id)))
     return Ranking(candidates=tuple(eligible), rejected=dict(rejected), known_broken=tuple(broken))
 
 
-def build_prompt(clip: AnnotatedClip, matched_tags: list[str], header_tags: tuple[str, ...]) -> str:
-    """The clip's proxy tags (highest weight first), then its other tags in header order:
-    e.g. "house, percussion, piano, electronic, fast"."""
-    others = [t for t in header_tags if t in clip.tags and t not in matched_tags]
-    return ", ".join([*matched_tags, *others][:MAX_PROMPT_TAGS])
+def tag_prompt(tags: Iterable[str], weights: Mapping[str, float | Fraction],
+               tag_order: Iterable[str] = MTAT_TAGS) -> str:
+    """The text prompt a clip with `tags` trains on, e.g. "house, percussion, electronic, fast".
+
+    Its proxy tags (`weights`' keys) come first, highest weight first (then by name), then its other tags in
+    `tag_order` (the annotations' column order; by default the 188 published MTAT tags), at most
+    `MAX_PROMPT_TAGS` in all. Tags in neither list are left out. The evaluation builds its in-distribution
+    prompts with this function, so they read exactly like the training prompts.
+    """
+    tags = frozenset(tags)
+    _, matched = score(tags, weights)
+    others = [t for t in tag_order if t in tags and t not in weights]
+    return ", ".join([*matched, *others][:MAX_PROMPT_TAGS])
 
 
 def _tie_break(seed: int, clip_id: int) -> str:

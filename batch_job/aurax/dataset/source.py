@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import zipfile
 from pathlib import Path
 from typing import Protocol
@@ -20,8 +21,11 @@ from aurax_contracts.layout import join
 
 from .. import storage
 from ..errors import InputError
-from .download import DEFAULT_RETRY, RetryPolicy, download
+from . import stopping
+from .annotations import Annotations, parse_annotations
+from .download import DEFAULT_RETRY, DownloadError, RetryPolicy, download
 from .parts import ConcatenatedFile
+from .stopping import StopCheck
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,11 @@ ANNOTATIONS_NAME = "annotations_final.csv"
 PART_NAMES = ("mp3.zip.001", "mp3.zip.002", "mp3.zip.003")
 #: Sizes of the published parts (bytes); the site publishes no checksums, the zip's CRC-32s check content.
 MTAT_PART_SIZES = {"mp3.zip.001": 1_100_000_000, "mp3.zip.002": 1_100_000_000, "mp3.zip.003": 772_769_864}
+#: Where `aurax start` and `aurax dataset plan` keep a downloaded annotations file (default ~/.cache/aurax).
+CACHE_DIR_ENV = "AURAX_CACHE_DIR"
+#: A laptop asking the MTAT site for 20 MB: a few quick tries, then a clear error with the offline route.
+LAPTOP_RETRY = RetryPolicy(attempts=3, base_delay_s=1.0, max_delay_s=4.0, connect_timeout_s=10.0,
+                           read_timeout_s=30.0)
 
 
 class AudioStore(Protocol):
@@ -39,6 +48,68 @@ class AudioStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def user_cache_dir() -> Path:
+    """`$AURAX_CACHE_DIR`, else `$XDG_CACHE_HOME/aurax`, else `~/.cache/aurax`."""
+    if configured := os.environ.get(CACHE_DIR_ENV):
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aurax"
+
+
+def annotations_location(location: str) -> str:
+    """The annotations file that `location` names: itself when it names a file, else `annotations_final.csv`
+    in that folder, S3 prefix or web folder (a location ending in "/", or a local directory)."""
+    is_local = "://" not in location or location.startswith("file://")
+    if location.endswith("/") or (is_local and Path(storage.parse_uri(location).key).is_dir()):
+        return join(location, ANNOTATIONS_NAME)
+    if location.startswith(("s3://", "http://", "https://")) and not location.lower().endswith((".csv", ".tsv")):
+        return join(location, ANNOTATIONS_NAME)  # a prefix or folder written without the trailing "/"
+    return location
+
+
+def read_annotations_file(location: str, cache_dir: Path | None = None,
+                          retry: RetryPolicy | None = None) -> tuple[bytes, str]:
+    """The bytes of the annotations file at `location` (see `annotations_location`) and a description of where
+    they came from. A web file is downloaded once into `cache_dir` (default `user_cache_dir()`) and read from
+    there afterwards, so later commands work offline. Raises `InputError` with the offline route when the file
+    cannot be reached."""
+    uri = annotations_location(location)
+    if not uri.startswith(("http://", "https://")):
+        try:
+            return storage.read_bytes(uri), uri
+        except storage.StorageError as exc:
+            raise InputError(f"cannot read the annotations at {uri} ({exc}); pass --annotations with the path or "
+                             f"s3:// URI of MagnaTagATune's {ANNOTATIONS_NAME}") from exc
+    cached = _web_copy(uri, cache_dir)
+    if cached.is_file():
+        return cached.read_bytes(), f"{uri} (cached copy {cached})"
+    try:
+        download(uri, cached, None, retry or LAPTOP_RETRY)
+    except DownloadError as exc:
+        raise InputError(
+            f"cannot download the annotations ({exc}). To work offline: download it once where the site is reachable "
+            f"(`curl -fLo {ANNOTATIONS_NAME} {uri}`) and pass --annotations ./{ANNOTATIONS_NAME}, or give an "
+            "s3:// copy") from exc
+    return cached.read_bytes(), f"{uri} (downloaded to {cached})"
+
+
+def load_annotations(location: str, cache_dir: Path | None = None,
+                     retry: RetryPolicy | None = None) -> tuple[Annotations, str]:
+    """`read_annotations_file`, parsed. A web copy that does not parse (an error page saved in its place) is
+    removed from the cache so that the next try downloads it again."""
+    data, where = read_annotations_file(location, cache_dir, retry)
+    try:
+        return parse_annotations(data, where), where
+    except InputError:
+        uri = annotations_location(location)
+        if uri.startswith(("http://", "https://")):
+            _web_copy(uri, cache_dir).unlink(missing_ok=True)
+        raise
+
+
+def _web_copy(uri: str, cache_dir: Path | None) -> Path:
+    return (cache_dir or user_cache_dir()) / "mtat" / hashlib.sha256(uri.encode()).hexdigest()[:12] / ANNOTATIONS_NAME
 
 
 class ZipAudioStore:
@@ -84,13 +155,14 @@ class FolderAudioStore:
 
 class MtatSource:
     def __init__(self, source_uri: str, work_dir: Path, cache_uri: str | None = None,
-                 retry: RetryPolicy = DEFAULT_RETRY) -> None:
+                 retry: RetryPolicy = DEFAULT_RETRY, stop: StopCheck = stopping.never) -> None:
         self.uri = source_uri
         self.is_web = source_uri.startswith(("http://", "https://"))
         # One folder per source so that files from two sources never mix.
         self.work_dir = work_dir / hashlib.sha256(source_uri.rstrip("/").encode()).hexdigest()[:12]
         self.cache_uri = cache_uri if self.is_web else None
         self.retry = retry
+        self.stop = stop
 
     def annotations(self) -> tuple[bytes, str]:
         """The annotations file's bytes and where they came from."""
@@ -122,6 +194,7 @@ class MtatSource:
             return Path(loc.key)
         path = self.work_dir / name
         if not path.is_file():  # boto writes to a temporary name and renames when complete
+            stopping.check(self.stop, f"before copying {name}")
             log.info("copying %s to %s", loc.uri, path)
             storage.download_file(loc.uri, path)
         return path
@@ -132,9 +205,10 @@ class MtatSource:
         path = self.work_dir / name
         if path.is_file() and (expected_size is None or path.stat().st_size == expected_size):
             return path
+        stopping.check(self.stop, f"before fetching {name}")
         if self.cache_uri and self._restore_from_cache(name, path, expected_size):
             return path
-        download(join(self.uri, name), path, expected_size, self.retry)
+        download(join(self.uri, name), path, expected_size, self.retry, stop=self.stop)
         if self.cache_uri:
             digest = _sha256_file(path)
             storage.upload_file(path, join(self.cache_uri, name))

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 from aurax_contracts import RunConfig
 
+from ..dataset.plan import expected_clips
 from . import figures as f
 
 
@@ -73,10 +74,7 @@ def train_flops_per_sample(config: RunConfig) -> float:
 def estimate(config: RunConfig, *, samples_per_second: float | None = None,
              gpu_usd_per_hour: float | None = None) -> Estimate:
     t, ev = config.training, config.evaluation
-    folders = f.MTAT_FOLDERS.value - len(config.dataset.excluded_folders)
-    train_share = (folders - len(config.dataset.validation_folders)) / folders
-    train_clips = max(1, round(config.dataset.target_clips * train_share))
-    validation_clips = config.dataset.target_clips - train_clips
+    train_clips, validation_clips, clips_source = expected_clips(config.dataset)
     batch = t.batch_size * t.grad_accum_steps
     steps_per_epoch = math.ceil(train_clips / batch)
     flops = train_flops_per_sample(config)
@@ -96,11 +94,11 @@ def estimate(config: RunConfig, *, samples_per_second: float | None = None,
     generate_hours = (2 * ev.clips_per_model * ev.clip_seconds
                       * f.T4_GENERATION_SECONDS_PER_AUDIO_SECOND.value) / 3600
     prepare_hours = (f.MTAT_DOWNLOAD_BYTES.value / f.DOWNLOAD_BYTES_PER_SECOND.value
-                     + config.dataset.target_clips * f.PREPARE_SECONDS_PER_CLIP.value) / 3600 + start_hours
+                     + (train_clips + validation_clips) * f.PREPARE_SECONDS_PER_CLIP.value) / 3600 + start_hours
     after = t.total_epochs - t.decision_epoch
     phases = [
         Phase("prepare dataset", prepare_hours, prepare_hours * f.CPU_SPOT_USD_PER_HOUR.value,
-              f"download MTAT, encode {config.dataset.target_clips} clips (skipped when already prepared)"),
+              f"download MTAT, encode {train_clips + validation_clips} clips (skipped when already prepared)"),
         gpu("preflight", 0.1, "detector suite, GPU and data checks"),
         gpu(f"train to epoch {t.decision_epoch}", t.decision_epoch * epoch_hours(),
             f"{t.decision_epoch} x {steps_per_epoch} steps at {rate:.2f} samples/s"),
@@ -116,6 +114,7 @@ def estimate(config: RunConfig, *, samples_per_second: float | None = None,
         * f.S3_USD_PER_GB_MONTH.value * months
     assumptions = [f"{name}: {fig.value:g} {fig.unit} ({fig.source})" for name, fig in vars(f).items()
                    if isinstance(fig, f.Figure) and fig.source.startswith("assumed")]
+    assumptions.insert(0, f"clips: {clips_source}")
     if samples_per_second:
         assumptions.insert(0, f"training throughput: {samples_per_second:g} samples/s (given)")
     return Estimate(config.run_id, phases, rate, steps_per_epoch, train_clips, storage,

@@ -39,7 +39,6 @@ CHECKPOINT_BYTES_FULL = Figure(5.1e9, "bytes",
 CHECKPOINT_BYTES_LORA = Figure(0.1e9, "bytes", "adapters and their optimiser state only (assumed)")
 
 # --- the data ------------------------------------------------------------------------------------------------
-MTAT_FOLDERS = Figure(16, "folders", "MagnaTagATune's hex folders 0-9, a-f (clips spread evenly by album hash)")
 MTAT_DOWNLOAD_BYTES = Figure(2.97e9, "bytes", "mp3.zip.001-.003 sizes published by the MTAT site")
 DOWNLOAD_BYTES_PER_SECOND = Figure(20e6, "B/s", "assumed: the MTAT web site to an EC2 instance")
 PREPARE_SECONDS_PER_CLIP = Figure(0.5, "s per clip",

@@ -1,14 +1,16 @@
-"""Start a run: validate its config, upload it, start the state machine."""
+"""Start a run: validate its config, check its dataset plan, upload it, start the state machine."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aurax_contracts import ExecutionInput, RunConfig, RunLayout
 
+from ..dataset.plan import DatasetPlan, plan_run
 from ..errors import InputError
 from .stack_outputs import StackOutputs
 
@@ -45,6 +47,19 @@ def running_execution(sfn: Any, state_machine_arn: str, run_id: str) -> str | No
             if execution["name"].startswith(f"{run_id}-"):
                 return str(execution["executionArn"])
     return None
+
+
+def check_dataset_plan(config: RunConfig, annotations: str | None = None,
+                       cache_dir: Path | None = None) -> DatasetPlan:
+    """The dataset plan of `config` on the real annotations (`annotations`, default `dataset.source_uri`),
+    checked before anything is uploaded or started: the same check preflight and the prepare job make.
+
+    Raises `dataset.plan.TargetUnreachable` (exit 64) naming the setting to change and a value that works,
+    `InputError` (65) when the annotations cannot be read (with the offline route: `--annotations`).
+    """
+    plan = plan_run(config.dataset, annotations, cache_dir)
+    plan.require_met()
+    return plan
 
 
 def start_run(stack: StackOutputs, config: RunConfig, *, s3: Any, sfn: Any,
