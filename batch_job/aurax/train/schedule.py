@@ -36,7 +36,7 @@ def lr_factor(schedule: LrSchedule, step: int) -> float:
             return _cosine(step, segment.start_step, segment.end_step, segment.start_factor)
     if step < schedule.warmup_steps:
         return step / max(1, schedule.warmup_steps)
-    return _cosine(step, schedule.warmup_steps, schedule.total_steps, 1.0)
+    return _cosine(step, schedule.warmup_steps, schedule.base_total_steps or schedule.total_steps, 1.0)
 
 
 def resume_schedule(saved: LrSchedule | None, wanted: LrSchedule, step: int, allow_change: bool
@@ -48,7 +48,7 @@ def resume_schedule(saved: LrSchedule | None, wanted: LrSchedule, step: int, all
     if saved is None:  # a fresh run, or a checkpoint from before schedules were saved
         return wanted, None
     if (saved.total_steps, saved.steps_per_epoch, saved.warmup_steps) == \
-            (wanted.total_steps, wanted.steps_per_epoch, wanted.warmup_steps):
+            (wanted.total_steps, wanted.steps_per_epoch, wanted.warmup_steps):  # segments and all
         return saved, None
     now = lr_factor(saved, step)
     naive = lr_factor(wanted, step)
@@ -70,6 +70,7 @@ def resume_schedule(saved: LrSchedule | None, wanted: LrSchedule, step: int, all
         return new, f"{what}; still in warm-up at step {step}: the cosine now ends at step {wanted.total_steps}"
     segment = ScheduleSegment(start_step=step, start_factor=now, end_step=wanted.total_steps,
                               reason=f"total_epochs {saved.total_epochs} -> {wanted.total_epochs} at step {step}")
-    new = wanted.model_copy(update={"segments": [*saved.segments, segment]})
+    new = wanted.model_copy(update={"segments": [*saved.segments, segment],
+                                    "base_total_steps": saved.base_total_steps or saved.total_steps})
     return new, (f"{what}; from step {step} the learning rate decays from {now:.3g} of its peak to zero at step "
                  f"{wanted.total_steps} (training.allow_schedule_change)")

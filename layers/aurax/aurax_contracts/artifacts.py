@@ -97,6 +97,9 @@ class LrSchedule(Contract):
     steps_per_epoch: Annotated[int, Field(ge=1)]
     total_epochs: Annotated[int, Field(ge=1)]
     total_steps: Annotated[int, Field(ge=1)]
+    """Where the learning rate reaches zero (the end of the last segment, if any)."""
+    base_total_steps: Annotated[int, Field(ge=1)] | None = None
+    """End of the original cosine, once segments have replaced its tail (None: `total_steps`)."""
     segments: list[ScheduleSegment] = Field(default_factory=list)
 
 
