@@ -80,7 +80,7 @@ def test_load_trained_model_raises_input_error_when_nothing_verifies(tmp_path: P
 
 def test_lora_fine_tune_trains_only_adapters_and_loads_merged(make_run, monkeypatch) -> None:
     monkeypatch.setenv("AURAX_IMDS_ENDPOINT", "off")
-    config = tiny_config(gradient_checkpointing=True)  # the T4 recipe's memory saver, with adapters
+    config = tiny_config(activation_checkpointing="on")  # the T4 plan's memory saver, with adapters
     config.model.finetune = "lora"
     config.model.lora_rank = 4
     paths = make_run(config=config)
