@@ -129,3 +129,13 @@ def test_a_step_is_the_same_whatever_its_micro_batch_split() -> None:
         assert other_loss == pytest.approx(loss, rel=1e-5) and other_norm == pytest.approx(norm, rel=1e-4)
         assert torch.allclose(other_weights, weights, rtol=1e-5, atol=1e-7), micro
     assert math.isfinite(loss)
+
+
+def test_a_config_written_for_the_old_batch_fields_gets_an_error_saying_what_to_write() -> None:
+    from aurax_contracts import parse_run_config
+
+    with pytest.raises(ContractError) as raised:
+        parse_run_config("run_id: old-run\ntraining: {batch_size: 4, grad_accum_steps: 4, gradient_checkpointing: true}\n")
+    message = str(raised.value)
+    assert "set batch_size to the old batch_size x grad_accum_steps x GPUs (16" in message
+    assert "training.activation_checkpointing: on" in message
