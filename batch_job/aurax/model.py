@@ -78,7 +78,9 @@ def load_musicgen(model_id: str, attention: str = "auto", seed: int = 0, *, revi
     """The pretrained model (or the tiny random one for `TINY_MODEL_ID`), in eval mode, on the CPU, with fp32
     weights. `attention` (`auto`/`sdpa`/`eager`) applies to the decoder and the text encoder; EnCodec always runs
     eager (it has no SDPA implementation, so asking the whole model for SDPA fails). `revision` pins the hub
-    commit; `decoder_dropout` overrides the checkpoint config's decoder dropout (None keeps it)."""
+    commit (None: the pinned one for musicgen-small, `ModelConfig.resolved_revision`, so that every job loads the
+    weights the image bakes); `decoder_dropout` overrides the checkpoint config's decoder dropout (None keeps it)."""
+    revision = revision if revision is not None else ModelConfig(model_id=model_id).resolved_revision()
     if model_id == TINY_MODEL_ID:
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(seed)  # the tiny "pretrained" weights are a pure function of the seed
@@ -157,6 +159,7 @@ def load_tokenizer(model_id: str, revision: str | None = None) -> PreTrainedToke
         return byte_tokenizer()
     from transformers import AutoTokenizer
 
+    revision = revision if revision is not None else ModelConfig(model_id=model_id).resolved_revision()
     return AutoTokenizer.from_pretrained(model_id, revision=revision)
 
 

@@ -112,6 +112,14 @@ def test_the_hub_revision_is_pinned_and_the_image_bakes_the_same_one() -> None:
     assert ModelConfig(model_id="facebook/musicgen-medium").resolved_revision() is None  # its main branch
     assert ModelConfig(model_id=TINY_MODEL_ID).resolved_revision() is None
     assert ModelConfig(model_id=str(ROOT)).resolved_revision() is None  # a local folder has no revisions
+    from unittest import mock
+
+    import aurax.model
+
+    with mock.patch.object(aurax.model.MusicgenConfig, "from_pretrained", side_effect=RuntimeError("stop")) as load:
+        with pytest.raises(RuntimeError):
+            aurax.model.load_musicgen(MUSICGEN_SMALL)  # prepare and evaluate call it without a revision
+    assert load.call_args.kwargs["revision"] == MUSICGEN_SMALL_REVISION  # the one the offline image holds
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert f"BAKED_MODEL_REVISION={MUSICGEN_SMALL_REVISION}" in dockerfile
     assert "revision='${BAKED_MODEL_REVISION}'" in dockerfile

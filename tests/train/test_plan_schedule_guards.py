@@ -135,7 +135,8 @@ def test_a_config_written_for_the_old_batch_fields_gets_an_error_saying_what_to_
     from aurax_contracts import parse_run_config
 
     with pytest.raises(ContractError) as raised:
-        parse_run_config("run_id: old-run\ntraining: {batch_size: 4, grad_accum_steps: 4, gradient_checkpointing: true}\n")
+        parse_run_config("run_id: old-run\n"
+                         "training: {batch_size: 4, grad_accum_steps: 4, gradient_checkpointing: true}\n")
     message = str(raised.value)
     assert "set batch_size to the old batch_size x grad_accum_steps x GPUs (16" in message
     assert "training.activation_checkpointing: on" in message
