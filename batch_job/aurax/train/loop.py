@@ -281,8 +281,8 @@ class Trainer:
             chosen_by = "config" if tcfg.micro_batch_size else "cpu"
         else:
             decision = None
+            budget = memory_budget(device)  # on every rank: AURAX_GPU_MEMORY_GIB caps each process
             if ctx.is_main:
-                budget = memory_budget(device)
                 fits, probes = self._probe(model, text, segment_frames, precision)
                 params = sum(p.numel() for p in model.parameters() if p.requires_grad)
                 usable, optimizer_bytes = budget * MEMORY_MARGIN, 8.0 * params  # AdamW's two fp32 moments
