@@ -89,6 +89,7 @@ class SpotInterruption:
     fired: threading.Event = field(default_factory=threading.Event)
     target: tuple[str, int] | None = field(default=None, init=False)
     """(job id, attempt) of the attempt to reclaim, once it started."""
+    _s3: Any = field(default=None, init=False, repr=False)
 
     @staticmethod
     def _is_train(run: BatchJobRun) -> bool:
@@ -104,7 +105,9 @@ class SpotInterruption:
         if self.fired.is_set() or self.target != (run.job_id, run.attempt):
             return False
         bucket, prefix = self.checkpoints_prefix
-        s3 = boto3.client("s3", region_name=REGION)
+        if self._s3 is None:  # made once: making a client reads os.environ, which in-process Lambdas change
+            self._s3 = boto3.client("s3", region_name=REGION)
+        s3 = self._s3
         try:
             latest = s3.get_object(Bucket=bucket, Key=f"{prefix}/latest")["Body"].read().decode().strip()
         except s3.exceptions.NoSuchKey:
@@ -292,7 +295,8 @@ def _watch(em: _Emulation, run_id: str, execution_arn: str, deadline: float, sch
            clock: Callable[[], datetime]) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """Poll the execution to its end, firing the schedules and reporting progress; returns the execution's
     description and every alert and event received."""
-    sfn, ddb, lam = em.client("stepfunctions"), em.client("dynamodb"), em.client("lambda")
+    # Clients are made once: making one reads os.environ, which an in-process Lambda invocation changes meanwhile.
+    sfn, ddb, lam, batch = em.client("stepfunctions"), em.client("dynamodb"), em.client("lambda"), em.client("batch")
     alerts: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     last_schedule = 0.0
@@ -312,7 +316,7 @@ def _watch(em: _Emulation, run_id: str, execution_arn: str, deadline: float, sch
             except UnknownRun:
                 view = None
             progress(Progress(time.monotonic() - started, _current_state(sfn, execution_arn), view,
-                              _running_job(em.client("batch"), em.stack), new_alerts, new_events))
+                              _running_job(batch, em.stack), new_alerts, new_events))
         if described["status"] != "RUNNING":
             em.patches.batch.wait(30)
             return described, alerts + em.subscribers.alerts(), events + em.subscribers.events()
