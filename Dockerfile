@@ -33,7 +33,9 @@ RUN pip install ".[job]" && python -c "import torch, aurax.cli; assert torch.ver
 
 # The pretrained model inside the image: every spot attempt would otherwise download ~2.4 GB from the hub.
 ARG BAKED_MODEL_ID=facebook/musicgen-small
-RUN python -c "from huggingface_hub import snapshot_download; snapshot_download('${BAKED_MODEL_ID}')"
+# The commit runs load (aurax_contracts.config.MUSICGEN_SMALL_REVISION; a test keeps the two equal).
+ARG BAKED_MODEL_REVISION=4c8334b02c6ec4e8664a91979669a501ec497792
+RUN python -c "from huggingface_hub import snapshot_download; snapshot_download('${BAKED_MODEL_ID}', revision='${BAKED_MODEL_REVISION}')"
 
 # Scratch for the dataset cache and checkpoint staging (a 4.7 GB full fine-tune checkpoint is staged here
 # before its upload): mount the instance's NVMe or give the job a large enough volume.

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TOOLS := .tools
 
-.PHONY: local test tools lint clean
+.PHONY: local test test-floor tools lint clean
 
 $(BIN)/aurax: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,20 @@ local: $(BIN)/aurax
 
 test: $(BIN)/aurax tools
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(MAKE) test-floor
+
+# The model and training code against the lowest transformers pyproject.toml accepts, overlaid on the venv
+# (transformers 5.17 needs huggingface-hub 1.x, which talks httpx): the declared range is tested, not assumed.
+FLOOR := .floor/transformers
+FLOOR_PINS := transformers==5.17.0 huggingface-hub==1.33.0 httpx==0.28.1 httpcore==1.0.9
+$(FLOOR)/.done: Makefile
+	$(BIN)/pip install --quiet --no-deps --target $(FLOOR) $(FLOOR_PINS)
+	touch $@
+
+test-floor: $(BIN)/aurax $(FLOOR)/.done
+	PYTHONPATH=$(FLOOR) AURAX_EXPECT_TRANSFORMERS=5.17.0 $(BIN)/python -m pytest -n 2 -q tests/model \
+		tests/train/test_plan_schedule_guards.py tests/train/test_step.py tests/train/test_run_records.py \
+		-m "not slow" -k "not baseline"
 
 lint: $(BIN)/aurax tools
 	$(BIN)/cfn-lint template.yaml
@@ -37,4 +51,4 @@ lint: $(BIN)/aurax tools
 	BC_SKIP_MAPPING=TRUE $(TOOLS)/checkov/bin/checkov -f template.yaml --framework cloudformation --skip-download --quiet --compact
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache
+	rm -rf $(VENV) $(TOOLS) .floor .aws-sam .pytest_cache

@@ -3,7 +3,7 @@ downloaded), through the job's own `CheckpointStore`, and the work lost per inte
 
     .venv/bin/python bench/bench_checkpoint.py [--finetune full|lora] [--step-seconds S]
 
-Save = serialise trainable weights (safetensors) + optimizer/scheduler/RNG state (torch.save), fsync, sha256,
+Save = serialise trainable weights (safetensors) + optimizer and loss-scaler state (torch.save), fsync, sha256,
 manifest, pointer, to a local folder. Restore = verify every file's sha256, load, apply to the model and
 optimizer. S3 adds the upload/download (multipart; ~100-300 MB/s from a g4dn in-region: see the report).
 
@@ -29,8 +29,7 @@ from transformers import (
     T5Config,
 )
 
-from aurax.train.checkpoint import CheckpointContent, CheckpointStore, Position, capture_rng
-from aurax.train.schedule import cosine_with_warmup
+from aurax.train.checkpoint import CheckpointContent, CheckpointStore, Position
 from aurax.train.trainable import load_trainable_state, make_trainable, trainable_state
 from aurax_contracts import RunConfig
 
@@ -55,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--finetune", choices=["full", "lora"], default="full")
     parser.add_argument("--step-seconds", type=float, default=5.0,
-                        help="assumed T4 step time for 4 x 4 clips of 30 s (see bench/gpu_train_benchmark.py)")
+                        help="assumed T4 step time for 32 clips of 30 s (see bench/gpu_train_benchmark.py)")
     parser.add_argument("--clips", type=int, default=8000, help="training clips (RunConfig default target)")
     args = parser.parse_args()
     config = RunConfig.model_validate({"run_id": "bench", "model": {"finetune": args.finetune}})
@@ -73,14 +72,12 @@ def main() -> None:
     optimizer.step()
     for p in params:
         p.grad = None
-    scheduler = cosine_with_warmup(optimizer, 500, 10_000)
 
     with tempfile.TemporaryDirectory() as tmp:
         store = CheckpointStore(str(Path(tmp) / "ckpt"), Path(tmp) / "work", keep_last=2)
         started = time.perf_counter()
         content = CheckpointContent(tensors=trainable_state(model), config=config, trainer_state={
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": None,
-            "rng": [capture_rng()], "overflow_run": 0})
+            "optimizer": optimizer.state_dict(), "scaler": None, "overflow_run": 0})
         saved = store.save(content, Position(1, 0, 16), run_id="bench", trigger="steps", world_size=1)
         save_seconds = time.perf_counter() - started
         sizes = {name: f.bytes for name, f in saved.manifest.files.items()}
@@ -104,7 +101,7 @@ def main() -> None:
     print(f"  save (serialise + fsync + sha256 + manifest):  {save_seconds:6.1f} s")
     print(f"  restore (sha256 verify {verify_seconds:.1f} s + load + apply): {restore_seconds:6.1f} s")
 
-    steps_per_epoch = args.clips // 16
+    steps_per_epoch = args.clips // RunConfig.model_validate({"run_id": "bench"}).training.batch_size
     interval_steps = math.ceil(10 * 60 / args.step_seconds)
     print(f"lost work per interruption (assumed {args.step_seconds:g} s/step, {steps_per_epoch} steps/epoch, "
           "10-minute interval):")

@@ -66,7 +66,7 @@ def main() -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     config = RunConfig.model_validate(
-        {"run_id": "bench", "model": {"model_id": TINY_MODEL_ID}, "training": {"gradient_checkpointing": False}})
+        {"run_id": "bench", "model": {"model_id": TINY_MODEL_ID}, "training": {"activation_checkpointing": "off"}})
     model = load_musicgen(TINY_MODEL_ID)
     tokenizer = load_tokenizer(TINY_MODEL_ID)
     make_trainable(model, config)

@@ -1,18 +1,28 @@
-"""GPU training benchmark for the real musicgen-small architecture (random init: nothing is downloaded),
-at 30 s segments, fp16 AMP with loss scaling and bf16: samples/s, peak memory and model-FLOPs utilisation,
-then the projected per-epoch time on a T4 and the 20-epoch cost on g4dn.xlarge spot.
+"""`aurax job train` itself on the real musicgen-small architecture: samples/s, peak memory and MFU per variant.
 
-    python bench/gpu_train_benchmark.py                      # on the GPU box, from the repository root
-    python bench/gpu_train_benchmark.py --device cpu --steps 2 --warmup 1 --segment-seconds 1 --layers 2
-                                                             # (a CPU sanity run of the script itself)
+    python bench/gpu_train_benchmark.py --out results.json              # one GPU, about 6 minutes
+    python bench/gpu_train_benchmark.py --smoke --out smoke.json        # the CPU, a small architecture
 
-It first runs the job itself (`aurax job train`, tiny model) once per precision on the GPU, to check the
-CUDA paths of the loop (autocast, GradScaler, checkpoint of the scaler) before timing anything.
+It runs from a plain checkout (no install): it puts `batch_job/` and `layers/aurax/` on the path of itself and of
+the jobs it starts. Needs torch, transformers (>= 5.17), numpy, safetensors, tokenizers, PyYAML and pydantic.
 
-Projection (stated, not measured): a T4 step takes `step_flops / (T4 fp16 peak x MFU)`, with MFU taken as
-the lower of the one measured here in fp16 and 25% (what T4 fine-tunes of this size typically sustain, with
-gradient checkpointing); checkpoint saves add their time every 10 minutes. Model FLOPs per token:
-6 x (decoder matmul parameters) + 12 x layers x width x sequence (attention), recompute not counted.
+Nothing is downloaded: a randomly initialised musicgen-small (bench_checkpoint's config: T5-base, EnCodec 32 kHz,
+24-layer 1024-wide decoder) is saved with `save_pretrained`, beside a byte-level tokenizer, into a folder that
+`model.model_id` points at, with a synthetic prepared dataset of 30 s clips (random codes). Each variant is one
+`aurax job train` process; its throughput is read from the job's own `train` records (samples/s over
+`log_every_steps`-step windows, the first window, with compilation and allocator warm-up, left out), its peak
+memory from the records' `gpu_memory_gib`, its plan (micro-batch, accumulation, checkpointing) from its `setup`
+record. The process is killed once enough windows are in, or at the variant's timeout; results print as they
+come and go to `--out` as JSON.
+
+MFU = decoder model FLOPs (6 x matmul parameters x tokens + 12 x layers x width x tokens^2 for attention; a
+checkpointed forward is not counted again) x samples/s / the GPU's dense bf16 peak (989 TFLOPS for H100/H200).
+
+Variants: today's default before issue 11 (eager attention, checkpointing, micro-batch 4, 16 per step); the job's
+default plan within 15 GiB (`AURAX_GPU_MEMORY_GIB=15`, a T4's budget) in bf16 and in fp16; forced
+sdpa + checkpointing at micro-batch 32 and sdpa without it at 16; the default plan on the whole GPU; the same with
+`training.compile`; a larger effective batch. Also a fully-dropped-prompt (all-masked cross-attention) check:
+finite loss and gradients in fp16 and bf16 with SDPA, on the real-size model.
 """
 
 from __future__ import annotations
@@ -20,175 +30,280 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-
-import torch
-from transformers import MusicgenForConditionalGeneration
-
-from aurax_contracts import RunConfig
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_checkpoint import musicgen_small_config
-
-from aurax.train.data import delay_pattern_labels
-from aurax.train.precision import Precision
-from aurax.train.trainable import make_trainable
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-T4_FP16_PEAK = 65e12
+SOURCES = [str(REPO / "batch_job"), str(REPO / "layers" / "aurax")]
+sys.path[:0] = [path for path in SOURCES if path not in sys.path]
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from transformers import MusicgenConfig, MusicgenForConditionalGeneration  # noqa: E402
+
+from aurax.dataset.shards import MANIFEST_NAME, Clip, encode_shard, shard_name  # noqa: E402
+from aurax.model import byte_tokenizer, tiny_musicgen_config  # noqa: E402
+from aurax.train.data import delay_pattern_labels  # noqa: E402
+from aurax_contracts import DatasetManifest, RunConfig, ShardInfo, parse_metric_line  # noqa: E402
+from aurax_contracts.metrics import TrainingSetup, TrainStep  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_checkpoint import musicgen_small_config  # noqa: E402
+
 PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10G": 125e12, "T4": 65e12}
-FRAME_RATE = 50
-TEXT_TOKENS = 24
-T4_MFU_CAP = 0.25
+TEXT_PROMPTS = ["amapiano groove with log drum", "deep house with jazzy piano chords and shakers",
+                "tribal percussion, warm bass, sparse kick, rolling shakers in sixteenth notes"]
+T4_BUDGET = {"AURAX_GPU_MEMORY_GIB": "15"}
 
 
-def job_smoke_test(precision: str) -> None:
-    """`aurax job train` on the tiny model with this precision, on this GPU: must exit 0 and resume."""
-    sys.path.insert(0, str(REPO / "tests" / "train"))
-    from conftest import tiny_config, write_dataset
-
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp)
-        config = tiny_config(segment_seconds=2.0)
-        config.model.precision = precision  # type: ignore[assignment]
-        (base / "config.json").write_text(config.model_dump_json())
-        write_dataset(base / "dataset", config, train_clips=24, val_clips=4)
-        argv = [sys.executable, "-m", "aurax.cli", "job", "train", "--config", str(base / "config.json"),
-                "--run-uri", str(base / "run"), "--dataset-uri", str(base / "dataset"), "--work-dir",
-                str(base / "work"), "--checkpoint-every-steps", "2", "--metrics-flush-seconds", "0"]
-        env = {**os.environ, "AURAX_IMDS_ENDPOINT": "off"}
-        for until in (1, 2):
-            done = subprocess.run([*argv, "--until-epoch", str(until)], env=env, capture_output=True, text=True,
-                                  check=False)
-            if done.returncode != 0:
-                raise SystemExit(f"aurax job train ({precision}, until {until}) exited {done.returncode}:\n"
-                                 f"{done.stderr[-3000:]}")
-        print(f"  job smoke test ({precision}): trained 2 epochs with a resume in between, exit 0")
+@dataclass
+class Variant:
+    name: str
+    training: dict[str, Any]
+    model: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    timeout_factor: float = 1.0
+    """Compilation needs longer before its first measured window."""
 
 
-def decoder_flops_per_sample(model: MusicgenForConditionalGeneration, seq: int) -> float:
-    """Training FLOPs of one sample: 6 per matmul parameter per position, plus attention scores."""
-    matmul = sum(p.numel() for n, p in model.decoder.named_parameters()
-                 if p.dim() == 2 and "embed_tokens" not in n)
-    cfg = model.config.decoder
-    attention = 12 * cfg.num_hidden_layers * cfg.hidden_size * seq
+def variants(smoke: bool) -> list[Variant]:
+    if smoke:
+        return [Variant("before: eager, checkpointing, micro-batch 4 x 4", {"batch_size": 16, "micro_batch_size": 4,
+                                                                       "activation_checkpointing": "on"},
+                        {"attention": "eager"}),
+                Variant("default plan (sdpa)", {}),
+                Variant("sdpa, no checkpointing, micro-batch 8", {"micro_batch_size": 8,
+                                                                  "activation_checkpointing": "off"})]
+    return [
+        Variant("before issue 11: eager, checkpointing, micro-batch 4 x 4, bf16",
+                {"batch_size": 16, "micro_batch_size": 4, "activation_checkpointing": "on"}, {"attention": "eager"}),
+        Variant("default plan within 15 GiB, bf16", {}, env=T4_BUDGET),
+        Variant("default plan within 15 GiB, fp16 (the T4's precision)", {}, {"precision": "fp16"}, T4_BUDGET),
+        Variant("sdpa, checkpointing, micro-batch 32", {"micro_batch_size": 32, "activation_checkpointing": "on"}),
+        Variant("sdpa, no checkpointing, micro-batch 16", {"micro_batch_size": 16, "activation_checkpointing": "off"}),
+        Variant("default plan, whole GPU, bf16", {}),
+        Variant("batch 64, default plan, whole GPU, bf16", {"batch_size": 64}),
+        Variant("default plan, whole GPU, bf16, torch.compile", {"compile": True}, timeout_factor=2.0),
+    ]
+
+
+# ---- the model folder and the dataset -----------------------------------------------------------------------
+def small_config() -> MusicgenConfig:
+    """The smoke test's architecture: the tiny test model's codec and text encoder, a 2-layer 128-wide decoder."""
+    config = tiny_musicgen_config()
+    config.decoder.hidden_size, config.decoder.ffn_dim, config.decoder.num_hidden_layers = 128, 256, 2
+    return config
+
+
+def save_model(folder: Path, smoke: bool, device: str) -> MusicgenConfig:
+    config = small_config() if smoke else musicgen_small_config()
+    torch.manual_seed(0)
+    with torch.device(device):  # random initialisation of 588M parameters is seconds on a GPU, a minute on a CPU
+        model = MusicgenForConditionalGeneration(config)
+    model.save_pretrained(folder)
+    del model
+    tokenizer = byte_tokenizer()
+    tokenizer.model_max_length = 64
+    tokenizer.save_pretrained(folder)
+    return config
+
+
+def write_dataset(root: Path, config: RunConfig, model: MusicgenConfig, clips: int, frames: int) -> None:
+    """A prepared dataset as `aurax job prepare` writes it, with random codes: the speed does not depend on them."""
+    rng = np.random.default_rng(0)
+    books, size = model.decoder.num_codebooks, model.audio_encoder.codebook_size
+    root.mkdir(parents=True, exist_ok=True)
+    shards = []
+    for split, count in (("train", clips), ("validation", 1)):
+        data = encode_shard([Clip(i, TEXT_PROMPTS[i % len(TEXT_PROMPTS)],
+                                  rng.integers(0, size, (books, frames), dtype=np.int16)) for i in range(count)])
+        name = shard_name(split, 0)
+        (root / name).write_bytes(data)
+        import hashlib
+
+        shards.append(ShardInfo(name=name, split=split, clips=count, frames=count * frames,
+                                sha256=hashlib.sha256(data).hexdigest(), bytes=len(data)))
+    manifest = DatasetManifest(
+        fingerprint=config.dataset_fingerprint(), codec_model_id=config.model.model_id, sample_rate=32000,
+        frame_rate=50.0, num_codebooks=books, codebook_size=size, counts={"train": clips, "validation": 1},
+        skipped={}, total_seconds=clips * frames / 50.0, shards=shards, selection_report="selection.json",
+        code_version="bench", created_at=datetime.now(UTC))
+    (root / MANIFEST_NAME).write_text(manifest.model_dump_json())
+
+
+def run_config(model_dir: Path, variant: Variant, segment_seconds: float, smoke: bool) -> RunConfig:
+    training = {"total_epochs": 1, "decision_epoch": 1, "segment_seconds": segment_seconds,
+                "log_every_steps": 2 if smoke else 5, "warmup_steps": 10, **variant.training}
+    return RunConfig.model_validate({
+        "run_id": "gpu-bench", "model": {"model_id": str(model_dir), **variant.model}, "training": training,
+        "checkpoint": {"interval_minutes": 1440}})
+
+
+# ---- FLOPs ----------------------------------------------------------------------------------------------------
+def decoder_flops_per_sample(model: MusicgenConfig, seq: int) -> float:
+    """Training FLOPs of one sample: 6 per decoder matmul parameter per position, plus attention scores."""
+    d = model.decoder
+    per_layer = 4 * d.hidden_size ** 2 + 2 * d.hidden_size * d.ffn_dim  # self-attention + FFN
+    cross = 2 * d.hidden_size ** 2 + 2 * d.hidden_size * model.text_encoder.d_model  # cross-attention q/o, k/v
+    heads = d.num_codebooks * d.hidden_size * d.vocab_size
+    matmul = d.num_hidden_layers * (per_layer + cross) + heads
+    attention = 12 * d.num_hidden_layers * d.hidden_size * seq
     return seq * (6 * matmul + attention)
 
 
-def measure(model: MusicgenForConditionalGeneration, precision: Precision, device: torch.device, batch: int,
-            frames: int, steps: int, warmup: int) -> dict[str, float]:
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-5, betas=(0.9, 0.95), weight_decay=0.1)
-    scaler = precision.grad_scaler()
-    books, width = model.config.decoder.num_codebooks, model.config.text_encoder.d_model
-    labels = delay_pattern_labels(torch.randint(0, 2048, (batch, books, frames))).to(device)
-    hidden = torch.randn(batch, TEXT_TOKENS, width, device=device)
-    mask = torch.ones(batch, TEXT_TOKENS, dtype=torch.long, device=device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    skipped = 0
-    for i in range(warmup + steps):
-        if i == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            started = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
+# ---- one variant ------------------------------------------------------------------------------------------------
+def read_records(metrics: Path) -> list[Any]:
+    out = []
+    for chunk in sorted(metrics.rglob("*.jsonl")):
+        for line in chunk.read_text().splitlines():
+            if line.strip():
+                try:
+                    out.append(parse_metric_line(line))
+                except ValueError:
+                    pass
+    return out
+
+
+def run_variant(variant: Variant, work: Path, model_dir: Path, dataset: Path, config: RunConfig, device: str,
+                timeout_s: float, windows: int) -> dict[str, Any]:
+    run = work / "run"
+    (work / "config.json").write_text(config.model_dump_json())
+    env = {**os.environ, "AURAX_IMDS_ENDPOINT": "off", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error",
+           "PYTHONPATH": os.pathsep.join([*SOURCES, os.environ.get("PYTHONPATH", "")]), **variant.env}
+    if device == "cpu":
+        env["AURAX_DEVICE"] = "cpu"
+    argv = [sys.executable, "-m", "aurax.cli", "job", "train", "--config", str(work / "config.json"), "--run-uri",
+            str(run), "--dataset-uri", str(dataset), "--until-epoch", "1", "--work-dir", str(work / "scratch"),
+            "--metrics-flush-seconds", "0"]
+    started = time.monotonic()
+    log = (work / "job.log").open("w")
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    steps: list[TrainStep] = []
+    setup: TrainingSetup | None = None
+    while time.monotonic() - started < timeout_s and proc.poll() is None:
+        time.sleep(1.0)
+        found = read_records(run / "metrics")
+        steps = [r for r in found if isinstance(r, TrainStep)]
+        setup = next((r for r in found if isinstance(r, TrainingSetup)), setup)
+        if len(steps) > windows:
+            break
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    log.close()
+    result: dict[str, Any] = {"variant": variant.name, "seconds": round(time.monotonic() - started, 1),
+                              "windows": max(0, len(steps) - 1), "exit_code": proc.returncode}
+    if setup is not None:
+        plan = setup.plan
+        result.update(micro_batch=plan.micro_batch_size, accumulation=plan.accumulation_steps,
+                      checkpointing=plan.activation_checkpointing, attention=plan.attention,
+                      precision=plan.precision, optimizer=plan.optimizer, compiled=plan.compiled,
+                      batch=plan.batch_size, memory_budget_gib=plan.device_memory_gib, probe=plan.probe_peak_gib)
+    measured = steps[1:]
+    if measured:
+        result["samples_per_s"] = round(statistics.median(r.samples_per_s for r in measured), 2)
+        peaks = [r.gpu_memory_gib for r in steps if r.gpu_memory_gib is not None]
+        result["peak_gib"] = round(max(peaks), 2) if peaks else None
+        result["loss"] = round(measured[-1].loss, 4)
+    else:
+        tail = (work / "job.log").read_text()[-1500:]
+        result["error"] = f"no measured window (exit {proc.returncode}); log tail:\n{tail}"
+    return result
+
+
+# ---- the fully dropped prompt ---------------------------------------------------------------------------------
+def dropped_prompt_check(model_dir: Path, device: str) -> dict[str, Any]:
+    """fp16 and bf16 (fp32 on the CPU) with SDPA on the real-size model: a batch whose first prompt is fully
+    dropped (all-zero cross-attention mask) gives a finite loss and finite gradients."""
+    from aurax.model import load_musicgen
+    from aurax.train.precision import Precision
+
+    out: dict[str, Any] = {}
+    model = load_musicgen(str(model_dir), attention="sdpa").to(device).train()
+    model.requires_grad_(False)
+    model.decoder.requires_grad_(True)
+    d = model.config.decoder
+    labels = delay_pattern_labels(torch.randint(0, d.vocab_size, (2, d.num_codebooks, 100))).to(device)
+    hidden = torch.randn(2, 12, model.config.text_encoder.d_model, device=device)
+    mask = torch.ones(2, 12, dtype=torch.long, device=device)
+    hidden[0], mask[0] = 0.0, 0
+    for name in (["fp16", "bf16"] if device == "cuda" else ["fp32"]):
+        precision = Precision(name, device)  # type: ignore[arg-type]
+        model.zero_grad(set_to_none=True)
         with precision.autocast():
             loss = model(attention_mask=mask, encoder_outputs=(hidden,), labels=labels).loss
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        before = scaler.get_scale() if precision.uses_loss_scaling else 1.0
-        scaler.step(optimizer)
-        scaler.update()
-        skipped += int(precision.uses_loss_scaling and scaler.get_scale() < before and i >= warmup)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = (time.perf_counter() - started) / steps
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
-    return {"step_seconds": seconds, "samples_per_s": batch / seconds, "peak_gib": peak / 1024 ** 3,
-            "loss": loss.item(), "skipped_steps": skipped}
+        loss.backward()
+        grads_finite = all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None)
+        out[name] = {"loss": float(loss.detach()), "finite": bool(torch.isfinite(loss).item() and grads_finite)}
+    return out
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=4, help="micro-batch (RunConfig default batch_size)")
-    parser.add_argument("--segment-seconds", type=float, default=30.0)
-    parser.add_argument("--layers", type=int, default=None, help="fewer decoder layers (CPU sanity runs only)")
-    parser.add_argument("--peak-tflops", type=float, default=None, help="this GPU's dense fp16/bf16 peak")
-    parser.add_argument("--spot-usd-per-hour", type=float, default=0.2104,
-                        help="g4dn.xlarge spot price (us-east-1, typical late 2025; check the current one)")
-    parser.add_argument("--clips", type=int, default=8000)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--checkpoint-seconds", type=float, default=60.0,
-                        help="save + upload time of one checkpoint (bench/bench_checkpoint.py + S3)")
-    parser.add_argument("--skip-job-smoke-test", action="store_true")
+    parser.add_argument("--out", type=Path, required=True, help="write the results as JSON here")
+    parser.add_argument("--smoke", action="store_true", help="CPU, a small architecture, short segments")
+    parser.add_argument("--variant-timeout", type=float, default=None, help="seconds per variant (default 45, twice "
+                                                                            "that with compile; smoke 90)")
+    parser.add_argument("--windows", type=int, default=3, help="measured windows per variant")
+    parser.add_argument("--only", nargs="*", type=int, help="run only these variant numbers (0-based)")
     args = parser.parse_args()
-    device = torch.device(args.device)
-    results: dict[str, dict[str, float]] = {}
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    peak = (args.peak_tflops * 1e12 if args.peak_tflops else
-            next((v for k, v in PEAKS.items() if k in name), None))
-    print(f"device: {name}, torch {torch.__version__}, peak {peak / 1e12 if peak else float('nan'):.0f} TFLOPS")
+    device = "cpu" if args.smoke or not torch.cuda.is_available() else "cuda"
+    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    peak = next((v for k, v in PEAKS.items() if k in name), None)
+    segment = 2.0 if args.smoke else 30.0
+    timeout = args.variant_timeout or (90.0 if args.smoke else 45.0)
+    report: dict[str, Any] = {"device": name, "torch": torch.__version__, "peak_flops": peak, "segment_s": segment,
+                              "variants": []}
+    import transformers
 
-    precisions = ["fp16", "bf16"] if device.type == "cuda" else ["fp32"]
-    if device.type == "cuda" and not args.skip_job_smoke_test:
-        for p in precisions:
-            job_smoke_test(p)
-
-    frames = round(args.segment_seconds * FRAME_RATE)
-    config = RunConfig.model_validate({"run_id": "gpu-bench"})
-    for p in precisions:
-        mg_config = musicgen_small_config()
-        if args.layers:
-            mg_config.decoder.num_hidden_layers = args.layers
-        model = MusicgenForConditionalGeneration(mg_config)
-        model.config.decoder.decoder_start_token_id = 2048
-        make_trainable(model, config)
-        model.decoder.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        model.to(device).train()
-        seq = frames + model.config.decoder.num_codebooks - 1
-        result = measure(model, Precision(p, device.type), device, args.batch, frames, args.steps, args.warmup)
-        flops = decoder_flops_per_sample(model, seq) * result["samples_per_s"]
-        result["model_tflops"] = flops / 1e12
-        result["mfu"] = flops / peak if peak else float("nan")
-        result["step_flops"] = decoder_flops_per_sample(model, seq) * args.batch
-        results[p] = result
-        print(f"  {p}: {result['samples_per_s']:.2f} samples/s ({args.segment_seconds:g} s clips, batch "
-              f"{args.batch}), peak memory {result['peak_gib']:.2f} GiB, {result['model_tflops']:.1f} model "
-              f"TFLOPS, MFU {result['mfu']:.1%}, skipped steps {result['skipped_steps']:.0f}")
-        del model
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-
-    measured = results.get("fp16", next(iter(results.values())))
-    mfu = min(measured["mfu"], T4_MFU_CAP) if measured["mfu"] == measured["mfu"] else T4_MFU_CAP
-    samples_per_step = args.batch * 4  # grad_accum_steps 4 (RunConfig default)
-    t4_sample_seconds = measured["step_flops"] / args.batch / (T4_FP16_PEAK * mfu)
-    epoch_seconds = args.clips * t4_sample_seconds
-    epoch_seconds *= 1 + args.checkpoint_seconds / 600  # a save every 10 minutes
-    hours = args.epochs * epoch_seconds / 3600
-    print(f"projection to a T4 (fp16 peak 65 TFLOPS, MFU {mfu:.0%} assumed): {t4_sample_seconds:.2f} s/sample, "
-          f"{samples_per_step * t4_sample_seconds:.1f} s/optimizer step, {epoch_seconds / 3600:.2f} h/epoch "
-          f"({args.clips} clips, checkpoints included)")
-    print(f"  {args.epochs} epochs: {hours:.1f} h on g4dn.xlarge spot at ${args.spot_usd_per_hour}/h = "
-          f"${hours * args.spot_usd_per_hour:.2f} (on-demand $0.526/h: ${hours * 0.526:.2f}); goal < $15, "
-          "plan $437-524")
-    fits = measured["peak_gib"] < 14.5 if device.type == "cuda" else None
-    print(f"  fp16 peak memory {measured['peak_gib']:.2f} GiB -> fits a 16 GB T4: {fits}")
-    out = os.environ.get("OUT")
-    if out:
-        Path(out, "gpu_train_benchmark.json").write_text(json.dumps(
-            {"device": name, "results": results, "t4_mfu": mfu, "t4_epoch_hours": epoch_seconds / 3600,
-             "total_hours": hours, "spot_cost_usd": hours * args.spot_usd_per_hour}, indent=2))
+    report["transformers"] = transformers.__version__
+    print(f"device {name}, torch {torch.__version__}, transformers {transformers.__version__}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="aurax-gpu-bench-") as tmp:
+        base = Path(tmp)
+        started = time.monotonic()
+        mg = save_model(base / "model", args.smoke, device)
+        print(f"random {'small' if args.smoke else 'musicgen-small'} architecture saved in "
+              f"{time.monotonic() - started:.0f} s", flush=True)
+        report["dropped_prompt"] = dropped_prompt_check(base / "model", device)
+        print(f"fully dropped prompt (SDPA): {report['dropped_prompt']}", flush=True)
+        frames = round(segment * 50)
+        seq = frames + mg.decoder.num_codebooks - 1
+        flops = decoder_flops_per_sample(mg, seq)
+        dataset = base / "dataset"
+        chosen = [v for i, v in enumerate(variants(args.smoke)) if args.only is None or i in args.only]
+        for index, variant in enumerate(chosen):
+            config = run_config(base / "model", variant, segment, args.smoke)
+            if index == 0:  # every variant shares the selection and the model, hence the dataset
+                write_dataset(dataset, config, mg, clips=400 if args.smoke else 2400, frames=frames)
+            work = base / f"variant-{index}"
+            work.mkdir()
+            result = run_variant(variant, work, base / "model", dataset, config, device,
+                                 timeout * variant.timeout_factor, args.windows)
+            if "samples_per_s" in result:
+                result["model_tflops"] = round(result["samples_per_s"] * flops / 1e12, 4)
+                result["mfu"] = round(result["samples_per_s"] * flops / peak, 4) if peak else None
+            report["variants"].append(result)
+            shown = {k: v for k, v in result.items() if k not in ("probe", "error")}
+            print(json.dumps(shown), flush=True)
+            if "error" in result:
+                print(result["error"], flush=True)
+            args.out.write_text(json.dumps(report, indent=2))
+    before = report["variants"][0].get("samples_per_s") if report["variants"] else None
+    for result in report["variants"][1:]:
+        if before and result.get("samples_per_s"):
+            result["speedup_vs_before"] = round(result["samples_per_s"] / before, 2)
+            print(f"{result['variant']}: {result['speedup_vs_before']}x the pre-issue-11 default", flush=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from transformers import (
@@ -20,6 +21,7 @@ from transformers import (
 )
 
 from aurax_contracts import TINY_MODEL_ID
+from aurax_contracts.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,16 @@ class CodecInfo:
     frame_rate: float
     num_codebooks: int
     codebook_size: int
+
+
+Attention = Literal["sdpa", "eager"]
+
+
+def resolve_attention(requested: str) -> Attention:
+    """The decoder's and text encoder's attention kernel for a `model.attention` value. `auto` is SDPA: the fastest
+    kernel transformers offers here (3-5x eager on an H200, shared/notes/gpu-measurements.md), and finite on fully
+    dropped prompts (all-masked cross-attention rows) in fp32, bf16 and fp16 (tests/model/test_attention.py)."""
+    return "eager" if requested == "eager" else "sdpa"
 
 
 def tiny_musicgen_config() -> MusicgenConfig:
@@ -61,23 +73,68 @@ def _with_decoder_start(model: MusicgenForConditionalGeneration) -> MusicgenForC
     return model
 
 
-def load_musicgen(model_id: str, attention: str = "eager", seed: int = 0) -> MusicgenForConditionalGeneration:
-    """The pretrained model (or the tiny random one for `TINY_MODEL_ID`), in eval mode, on the CPU."""
+def load_musicgen(model_id: str, attention: str = "auto", seed: int = 0, *, revision: str | None = None,
+                  decoder_dropout: float | None = None) -> MusicgenForConditionalGeneration:
+    """The pretrained model (or the tiny random one for `TINY_MODEL_ID`), in eval mode, on the CPU, with fp32
+    weights. `attention` (`auto`/`sdpa`/`eager`) applies to the decoder and the text encoder; EnCodec always runs
+    eager (it has no SDPA implementation, so asking the whole model for SDPA fails). `revision` pins the hub
+    commit (None: the pinned one for musicgen-small, `ModelConfig.resolved_revision`, so that every job loads the
+    weights the image bakes); `decoder_dropout` overrides the checkpoint config's decoder dropout (None keeps it)."""
+    revision = revision if revision is not None else ModelConfig(model_id=model_id).resolved_revision()
     if model_id == TINY_MODEL_ID:
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(seed)  # the tiny "pretrained" weights are a pure function of the seed
         config = tiny_musicgen_config()
-        config._attn_implementation = attention
+        if decoder_dropout is not None:
+            config.decoder.dropout = decoder_dropout
         model = MusicgenForConditionalGeneration(config)
         _spread_tiny_codebooks(model, seed)
         torch.random.set_rng_state(generator_state)
     else:
-        log.info("loading %s from the Hugging Face hub (or its local cache)", model_id)
+        log.info("loading %s (revision %s) from the Hugging Face hub (or its local cache)", model_id,
+                 revision or "default")
+        config = MusicgenConfig.from_pretrained(model_id, revision=revision)
+        if decoder_dropout is not None:
+            config.decoder.dropout = decoder_dropout  # read by the decoder's modules when they are built
         # fp32 master weights whatever dtype the checkpoint is stored in: mixed precision is autocast's job, and
         # fp16 weights would break the loss scaler.
-        model = MusicgenForConditionalGeneration.from_pretrained(model_id, attn_implementation=attention,
+        model = MusicgenForConditionalGeneration.from_pretrained(model_id, config=config, revision=revision,
                                                                  dtype=torch.float32)
+    set_attention(model, resolve_attention(attention))
     return _with_decoder_start(model).eval()
+
+
+def load_configured_musicgen(config: ModelConfig) -> MusicgenForConditionalGeneration:
+    """`load_musicgen` with everything a run's `model` section says: id, pinned revision, attention, dropout."""
+    return load_musicgen(config.model_id, attention=config.attention, revision=config.resolved_revision(),
+                         decoder_dropout=config.decoder_dropout)
+
+
+def set_attention(model: MusicgenForConditionalGeneration, attention: Attention) -> None:
+    """Per sub-model, with calls that exist across the supported transformers range (5.17 and later)."""
+    model.decoder.set_attn_implementation(attention)
+    model.text_encoder.set_attn_implementation(attention)
+
+
+def attention_of(model: MusicgenForConditionalGeneration) -> str:
+    return str(model.config.decoder._attn_implementation)
+
+
+def enable_activation_checkpointing(module: torch.nn.Module) -> None:
+    """Non-reentrant activation checkpointing of a transformers model's layers. transformers 5.2x calls it
+    `activation_checkpointing_enable` (and deprecates the old name); 5.17 has only `gradient_checkpointing_enable`."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(module, "activation_checkpointing_enable"):
+        module.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        module.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def disable_activation_checkpointing(module: torch.nn.Module) -> None:
+    if hasattr(module, "activation_checkpointing_disable"):
+        module.activation_checkpointing_disable()
+    else:
+        module.gradient_checkpointing_disable()
 
 
 def _spread_tiny_codebooks(model: MusicgenForConditionalGeneration, seed: int) -> None:
@@ -96,16 +153,19 @@ def _spread_tiny_codebooks(model: MusicgenForConditionalGeneration, seed: int) -
             layer.codebook.embed_avg.copy_(entries)
 
 
-def load_tokenizer(model_id: str) -> PreTrainedTokenizerBase:
+def load_tokenizer(model_id: str, revision: str | None = None) -> PreTrainedTokenizerBase:
     """The T5 tokenizer of the model; the tiny model uses a byte-level tokenizer built offline."""
     if model_id == TINY_MODEL_ID:
-        return _byte_tokenizer()
+        return byte_tokenizer()
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(model_id)
+    revision = revision if revision is not None else ModelConfig(model_id=model_id).resolved_revision()
+    return AutoTokenizer.from_pretrained(model_id, revision=revision)
 
 
-def _byte_tokenizer() -> PreTrainedTokenizerBase:
+def byte_tokenizer() -> PreTrainedTokenizerBase:
+    """A byte-level tokenizer (ids 3-258; 0 pad, 1 eos, 2 unk), built offline: the tiny model's, and what the GPU
+    benchmark saves beside a real-size random model, where T5's own cannot be downloaded."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 

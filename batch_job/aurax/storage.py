@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -106,14 +107,18 @@ def write_text(uri: str, text: str, content_type: str = "text/plain; charset=utf
     write_bytes(uri, text.encode("utf-8"), content_type)
 
 
-def upload_file(path: Path, uri: str) -> None:
-    """Copy a local file to `uri` (multipart for large files on S3)."""
+def upload_file(path: Path, uri: str, progress: Callable[[int], None] | None = None) -> None:
+    """Copy a local file to `uri` (multipart for large files on S3). `progress(n)` is called as bytes go out
+    (from boto3's transfer threads), so a long upload can report that it moves."""
     loc = parse_uri(uri)
     if loc.scheme == "file":
-        write_bytes(uri, Path(path).read_bytes())
+        data = Path(path).read_bytes()
+        write_bytes(uri, data)
+        if progress is not None:
+            progress(len(data))
         return
     try:
-        _s3().upload_file(str(path), loc.bucket, loc.key)
+        _s3().upload_file(str(path), loc.bucket, loc.key, Callback=progress)
     except Exception as exc:
         raise _s3_error(exc, uri, "upload to") from exc
 

@@ -180,7 +180,9 @@ def s3_event(key: str, etag: str = "etag-1", sequencer: str | None = None) -> di
                "object": {"key": key, "size": 1, "eTag": etag, "sequencer": sequencer or uuid.uuid4().hex[:18]}}}]}
 
 
-def scheduled_event() -> dict[str, Any]:
+def scheduled_event(at: datetime | None = None) -> dict[str, Any]:
+    """A schedule's event, fired now (or `at`: the idle watch judges the moment its schedule fired)."""
     return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-            "account": "123456789012", "time": "2026-01-01T00:00:00Z", "region": "us-east-1",
+            "account": "123456789012", "time": (at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": "us-east-1",
             "resources": ["arn:aws:events:us-east-1:123456789012:rule/aurax-schedule"], "detail": {}}

@@ -20,6 +20,8 @@ def train(step: int, loss: float, at: datetime | None = None, run_id: str = "run
 
 
 def heartbeat(step: int, at: datetime, run_id: str = "run-a", job_id: str = "job-1", attempt: int = 1,
-              total_steps: int | None = 1000) -> bytes:
+              total_steps: int | None = 1000, progress: dict[str, int] | None = None) -> bytes:
+    """A training heartbeat; `progress` is its counters (the idle watch's evidence of work), None for none."""
+    extra = {"progress": progress} if progress is not None else {}
     return line("heartbeat", run_id, at, step=step, epoch=0, attempt=attempt, instance_type="g4dn.xlarge",
-                availability_zone="us-east-1a", batch_job_id=job_id, total_steps=total_steps)
+                availability_zone="us-east-1a", batch_job_id=job_id, total_steps=total_steps, **extra)

@@ -368,11 +368,12 @@ def test_jobs_of_a_run_with_a_longer_id_sharing_the_prefix_are_not_touched(accou
     assert "statusReason" not in job(other) and state().abort_reason is None
 
 
-def test_a_job_with_recent_heartbeats_is_left_alone(account, jobs) -> None:
+def test_a_job_whose_heartbeats_show_progress_is_left_alone(account, jobs) -> None:
     plan()
     job_id = jobs(f"{RUN}-train", "RUNNING", started=datetime.now(UTC) - timedelta(hours=5))
     key = f"runs/{RUN}/metrics/attempt-0001/chunk-00000001.jsonl"
-    put(key, heartbeat(1, datetime.now(UTC) - timedelta(minutes=10), job_id=job_id))
+    put(key, heartbeat(1, datetime.now(UTC) - timedelta(minutes=10), job_id=job_id,
+                       progress={"optimizer_steps": 1}))
     load_handler("metrics_monitor").lambda_handler(s3_event(key), CTX)
     load_handler("idle_watch").lambda_handler(scheduled_event(), CTX)
     assert "statusReason" not in job(job_id) and state().abort_reason is None

@@ -208,10 +208,11 @@ def test_sigterm_in_an_epochs_last_step_saves_before_validating(make_run, no_imd
 
     threading.Thread(target=sigterm_during_step_3, daemon=True).start()
     assert run_in_process(paths, until=1) == JobExit.INTERRUPTED
-    assert not [r for r in records(paths) if isinstance(r, ValLoss)]
+    assert [r.step for r in records(paths) if isinstance(r, ValLoss)] == [0]  # only the baseline, before step 1
     saved = latest_checkpoint(paths).manifest
     assert (saved.step, saved.index_in_epoch, saved.epoch_complete, saved.trigger) == (3, 12, False, "interruption")
     monkeypatch.delenv("AURAX_FAULT_SLOW_STEP_SECONDS")
     assert run_in_process(paths, until=1) == JobExit.SUCCEEDED  # validates epoch 0 without training a step
-    assert [(r.epoch, r.step) for r in records(paths) if isinstance(r, ValLoss)] == [(0, 3)]
+    assert [(r.epoch, r.step, r.baseline) for r in records(paths) if isinstance(r, ValLoss)] == [
+        (0, 0, True), (0, 3, False)]  # the baseline is carried by the checkpoint, not measured again
     assert max(step_losses(paths)) == 3 and latest_checkpoint(paths).manifest.epoch_complete

@@ -55,7 +55,8 @@ def test_train_and_resume_on_s3_uris(s3_run, monkeypatch) -> None:
              for line in s3.get_object(Bucket=BUCKET, Key=k)["Body"].read().decode().splitlines()]
     assert sorted((r.attempt, r.step) for r in lines if isinstance(r, TrainStep)) == [
         (1, 1), (1, 2), (1, 3), (2, 4), (2, 5), (2, 6)]
-    assert [(r.epoch, r.step) for r in lines if isinstance(r, ValLoss)] == [(0, 3), (1, 6)]
+    assert [(r.epoch, r.step, r.baseline) for r in lines if isinstance(r, ValLoss)] == [
+        (0, 0, True), (0, 3, False), (1, 6, False)]  # the baseline once, before attempt 1's first step
     beats = [r for r in lines if isinstance(r, Heartbeat)]
     assert beats and {r.batch_job_id for r in beats if r.attempt == 2} == {"job-123"}
     saved = [r for r in lines if isinstance(r, CheckpointSaved)]
@@ -65,6 +66,7 @@ def test_train_and_resume_on_s3_uris(s3_run, monkeypatch) -> None:
     raw = s3.get_object(Bucket=BUCKET, Key="runs/tiny-run/checkpoints/step-000000006-end/manifest.json")["Body"].read()
     assert digest == hashlib.sha256(raw).hexdigest()
     assert (manifest.step, manifest.epoch_complete, manifest.val_loss is not None) == (6, True, True)
+    assert manifest.baseline_val_loss == next(r.val_loss for r in lines if isinstance(r, ValLoss) and r.baseline)
     assert not model.training and not any(p.requires_grad for p in model.parameters())
 
     assert main(train_argv(paths, until=3)) == JobExit.SUCCEEDED  # a second resume on the same host
@@ -80,7 +82,7 @@ def test_load_trained_model_raises_input_error_when_nothing_verifies(tmp_path: P
 
 def test_lora_fine_tune_trains_only_adapters_and_loads_merged(make_run, monkeypatch) -> None:
     monkeypatch.setenv("AURAX_IMDS_ENDPOINT", "off")
-    config = tiny_config(gradient_checkpointing=True)  # the T4 recipe's memory saver, with adapters
+    config = tiny_config(activation_checkpointing="on")  # the T4 plan's memory saver, with adapters
     config.model.finetune = "lora"
     config.model.lora_rank = 4
     paths = make_run(config=config)

@@ -31,8 +31,9 @@ class SqrtLoss(torch.nn.Module):
 def one_step(model: SqrtLoss, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
              precision: Precision) -> StepResult:
     trainer = Trainer(options=None, config=tiny_config(), ctx=DistContext(0, 1, torch.device("cpu")))  # type: ignore[arg-type]
-    batch = Batch(torch.zeros(1, 1, 1, dtype=torch.long), torch.zeros(1, 1, 1), torch.ones(1, 1, dtype=torch.long))
-    return trainer._step(model, [batch], optimizer, scaler, precision, list(model.parameters()), step=1)
+    batch = Batch(torch.zeros(1, 1, 1, dtype=torch.long), torch.zeros(1, 1, 1), torch.ones(1, 1, dtype=torch.long),
+                  tokens=1)
+    return trainer._step(model, [batch], [0], 1, optimizer, scaler, precision, list(model.parameters()), step=1)
 
 
 @pytest.mark.parametrize("name", ["fp32", "fp16"])

@@ -13,14 +13,15 @@ from aurax import storage
 from aurax.dataset.shards import Clip
 from aurax.metrics_sink import MetricsSink
 from aurax.model import load_musicgen
-from aurax.train.checkpoint import CheckpointContent, CheckpointStore, Position, capture_rng, restore_rng
+from aurax.train.checkpoint import CheckpointContent, CheckpointStore, Position
 from aurax.train.data import (
     IGNORE,
     ExampleSource,
     TextConditioning,
     delay_pattern_labels,
     epoch_order,
-    micro_batch_positions,
+    rank_positions,
+    split_micro_batches,
 )
 from aurax.train.interrupts import Cause, ImdsClient, InterruptWatch
 from aurax_contracts import TINY_MODEL_ID, JobExit
@@ -66,16 +67,32 @@ def test_batches_are_a_pure_function_of_seed_epoch_and_position() -> None:
     assert any(dropped) and not all(dropped)  # condition dropout for classifier-free guidance
 
 
-def test_micro_batches_cover_each_position_of_a_step_once_for_any_world_size() -> None:
-    assert micro_batch_positions(8, 2, 2, 1, 0) == [range(8, 10), range(10, 12)]
-    for world in (1, 2, 4):
-        dealt = [p for rank in range(world) for r in micro_batch_positions(8, 2, 3, world, rank) for p in r]
-        assert sorted(dealt) == list(range(8, 8 + 2 * 3 * world))
+def test_micro_batches_cover_each_position_of_a_step_once_for_any_world_size_and_micro_batch() -> None:
+    assert split_micro_batches(rank_positions(8, 4, 1, 0), 2) == [range(8, 10), range(10, 12)]
+    assert [len(r) for r in split_micro_batches(range(0, 32), 12)] == [10, 11, 11]  # balanced, not 12 + 12 + 8
+    for world in (1, 2, 3, 4):
+        for micro in (1, 2, 5, 32):
+            shares = [rank_positions(8, 13, world, rank) for rank in range(world)]
+            assert max(map(len, shares)) - min(map(len, shares)) <= 1
+            dealt = [p for share in shares for r in split_micro_batches(share, micro) for p in r]
+            assert dealt == list(range(8, 8 + 13)) and all(len(r) <= micro for share in shares
+                                                         for r in split_micro_batches(share, micro))
+
+
+def test_a_batch_counts_the_tokens_the_loss_counts_and_the_step_total_matches_without_building() -> None:
+    rng = np.random.default_rng(2)
+    clips = [Clip(i, "p", rng.integers(0, 64, (4, 5 + 4 * i), dtype=np.int16)) for i in range(5)]
+    source = ExampleSource(clips, TextConditioning({"p": torch.ones(2, 8)}), segment_frames=12, seed=1,
+                           condition_dropout=0.0)
+    order = epoch_order(1, 0, len(clips))
+    batch = source.train_batch(0, order, range(0, 5))
+    assert batch.tokens == int((batch.labels[..., 1] != IGNORE).sum()) < 5 * 12  # short clips are padded
+    assert source.train_tokens(0, order, range(0, 5)) == batch.tokens
 
 
 def save_one(store: CheckpointStore, step: int, complete: bool = False) -> str:
     content = CheckpointContent(tensors={"w": torch.full((4,), float(step))},
-                                trainer_state={"rng": [capture_rng()]}, config=tiny_config())
+                                trainer_state={"overflow_run": 0}, config=tiny_config())
     return store.save(content, Position(step, 0, step, complete), run_id="tiny-run", trigger="steps",
                       world_size=1).name
 
@@ -97,14 +114,6 @@ def test_store_keeps_the_last_k_and_falls_back_past_truncated_or_unfinished_save
                                                                   ("step-000000003-end", True)]
     assert "truncated" in search.skipped[1].reason
     assert float(search.found.load_tensors()["w"][0]) == 3.0
-
-
-def test_rng_states_round_trip() -> None:
-    state = capture_rng()
-    first = (np.random.rand(), torch.rand(2))
-    restore_rng(state)
-    again = (np.random.rand(), torch.rand(2))
-    assert first[0] == again[0] and torch.equal(first[1], again[1])
 
 
 def test_metrics_sink_rate_limits_and_never_overwrites_earlier_chunks(tmp_path: Path) -> None:

@@ -68,9 +68,8 @@ def local_config(run_id: str, variant: Variant, source_uri: str, clips: int) -> 
         "dataset": {"source_uri": source_uri, "target_clips": clips, "target_tolerance": 0.0,
                     "min_clip_seconds": 3.0},
         "model": {"model_id": TINY_MODEL_ID},
-        "training": {"total_epochs": 2, "decision_epoch": 1, "batch_size": 2, "grad_accum_steps": 1,
-                     "learning_rate": 1e-3, "warmup_steps": 2, "segment_seconds": 2.0, "log_every_steps": 1,
-                     "gradient_checkpointing": False},
+        "training": {"total_epochs": 2, "decision_epoch": 1, "batch_size": 2, "learning_rate": 1e-3,
+                     "warmup_steps": 2, "segment_seconds": 2.0, "log_every_steps": 1},
         "checkpoint": {"interval_minutes": 60, "interval_steps": 2},
         "monitoring": {"idle_timeout_minutes": 10},
         "budget": {"budget_usd": 5.0},
@@ -90,6 +89,7 @@ class SpotInterruption:
     fired: threading.Event = field(default_factory=threading.Event)
     target: tuple[str, int] | None = field(default=None, init=False)
     """(job id, attempt) of the attempt to reclaim, once it started."""
+    _s3: Any = field(default=None, init=False, repr=False)
 
     @staticmethod
     def _is_train(run: BatchJobRun) -> bool:
@@ -105,7 +105,9 @@ class SpotInterruption:
         if self.fired.is_set() or self.target != (run.job_id, run.attempt):
             return False
         bucket, prefix = self.checkpoints_prefix
-        s3 = boto3.client("s3", region_name=REGION)
+        if self._s3 is None:  # made once: making a client reads os.environ, which in-process Lambdas change
+            self._s3 = boto3.client("s3", region_name=REGION)
+        s3 = self._s3
         try:
             latest = s3.get_object(Bucket=bucket, Key=f"{prefix}/latest")["Body"].read().decode().strip()
         except s3.exceptions.NoSuchKey:
@@ -205,10 +207,10 @@ class _Subscribers:
                 for b in self._drain(self.events_url)]
 
 
-def _scheduled_event(rule: str) -> str:
+def _scheduled_event(rule: str, at: datetime) -> str:
     return json.dumps({"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
                        "source": "aws.events", "account": ACCOUNT_ID,
-                       "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "region": REGION,
+                       "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": REGION,
                        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{rule}"], "detail": {}})
 
 
@@ -289,11 +291,12 @@ def _upload_mtat(em: _Emulation, folder: Path) -> str:
 
 
 def _watch(em: _Emulation, run_id: str, execution_arn: str, deadline: float, schedule_every_s: float,
-           progress: Callable[[Progress], None] | None, started: float) -> tuple[dict[str, Any], list[dict[str, Any]],
-                                                                                   list[dict[str, Any]]]:
+           progress: Callable[[Progress], None] | None, started: float,
+           clock: Callable[[], datetime]) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """Poll the execution to its end, firing the schedules and reporting progress; returns the execution's
     description and every alert and event received."""
-    sfn, ddb, lam = em.client("stepfunctions"), em.client("dynamodb"), em.client("lambda")
+    # Clients are made once: making one reads os.environ, which an in-process Lambda invocation changes meanwhile.
+    sfn, ddb, lam, batch = em.client("stepfunctions"), em.client("dynamodb"), em.client("lambda"), em.client("batch")
     alerts: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     last_schedule = 0.0
@@ -303,7 +306,7 @@ def _watch(em: _Emulation, run_id: str, execution_arn: str, deadline: float, sch
             last_schedule = time.monotonic()
             for logical_id in em.stack.schedules:
                 lam.invoke(FunctionName=em.stack.functions[logical_id], InvocationType="Event",
-                           Payload=_scheduled_event(f"aurax-local-{logical_id}"))
+                           Payload=_scheduled_event(f"aurax-local-{logical_id}", clock()))
         new_alerts, new_events = em.subscribers.alerts(), em.subscribers.events()
         alerts += new_alerts
         events += new_events
@@ -313,7 +316,7 @@ def _watch(em: _Emulation, run_id: str, execution_arn: str, deadline: float, sch
             except UnknownRun:
                 view = None
             progress(Progress(time.monotonic() - started, _current_state(sfn, execution_arn), view,
-                              _running_job(em.client("batch"), em.stack), new_alerts, new_events))
+                              _running_job(batch, em.stack), new_alerts, new_events))
         if described["status"] != "RUNNING":
             em.patches.batch.wait(30)
             return described, alerts + em.subscribers.alerts(), events + em.subscribers.events()
@@ -326,13 +329,18 @@ def _watch(em: _Emulation, run_id: str, execution_arn: str, deadline: float, sch
 
 def run_local(variant: Variant = "go", *, keep: Path | None = None, report_dir: Path | None = None,
               template: Path | None = None, interrupt: bool = True, timeout_s: float = 900.0,
-              schedule_every_s: float = 5.0, progress: Callable[[Progress], None] | None = None) -> LocalResult:
+              schedule_every_s: float = 5.0, progress: Callable[[Progress], None] | None = None,
+              attempt_env: Callable[[BatchJobRun], dict[str, str]] | None = None,
+              clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> LocalResult:
     """Deploy, run and watch one local run to its end; returns what happened.
 
     With `keep`, everything stays in that folder: logs, the synthetic MTAT, the job scratch space, the
     emulated bucket (`bucket/`: dataset, checkpoints, metrics, reports) and the fetched reports. Without it, the
     work happens in a temporary folder and only the HTML reports and the logs are kept, in `report_dir`
-    (default `./aurax-<run id>`, e.g. `./aurax-local-go-20260101120000`)."""
+    (default `./aurax-<run id>`, e.g. `./aurax-local-go-20260101120000`).
+
+    For tests: `attempt_env` adds variables to a Batch attempt (fault injection), and `clock` is the time the
+    schedules fire at (the idle watch judges that moment)."""
     started = time.monotonic()
     run_id = f"local-{variant}-{datetime.now(UTC):%Y%m%d%H%M%S}"
     with _workdir(keep) as workdir:
@@ -342,9 +350,11 @@ def run_local(variant: Variant = "go", *, keep: Path | None = None, report_dir: 
             if interrupt:
                 spot = SpotInterruption((em.outputs.data_bucket, f"runs/{run_id}/checkpoints"))
                 em.runner.interrupt, em.runner.attempt_env = spot, spot.environment
+            if attempt_env is not None:
+                em.runner.attempt_env = _merged(em.runner.attempt_env, attempt_env)
             execution = start_run(em.outputs, config, s3=em.client("s3"), sfn=em.client("stepfunctions"))
             described, alerts, events = _watch(em, run_id, execution.execution_arn, started + timeout_s,
-                                               schedule_every_s, progress, started)
+                                               schedule_every_s, progress, started, clock)
             s3 = em.client("s3")
             if keep is not None:
                 _export_bucket(s3, em.outputs.data_bucket, workdir / "bucket")
@@ -368,6 +378,13 @@ def run_local(variant: Variant = "go", *, keep: Path | None = None, report_dir: 
                                 for i in em.patches.lambda_invocations if i.error_type],
                 workdir=kept, logs=kept / "logs", seconds=time.monotonic() - started,
                 deploy_seconds=em.deploy_seconds)
+
+
+def _merged(*sources: Callable[[BatchJobRun], dict[str, str]] | None) -> Callable[[BatchJobRun], dict[str, str]]:
+    def environment(run: BatchJobRun) -> dict[str, str]:
+        return {k: v for source in sources if source is not None for k, v in source(run).items()}
+
+    return environment
 
 
 #: The process environment of the emulation: its region, fake credentials, and nothing that could reach a

@@ -1,10 +1,11 @@
 """Projected time and cost of a run before it starts, from its config and the figures in `figures`.
 
-Training cost follows from FLOPs: each example of `segment_seconds` is `segment_seconds x 50 + 3` decoder
+Training cost follows from model FLOPs: each example of `segment_seconds` is `segment_seconds x 50 + 3` decoder
 tokens; a token costs 6 x trainable-parameters FLOPs forward and backward (full fine-tune; LoRA skips the
-weight gradients: 4 x), plus 2 x for the forward that gradient checkpointing repeats, plus attention
-(12 x layers x sequence x width, 16 x with checkpointing). Throughput is the T4's fp16 peak times an
-assumed utilisation, unless a measured samples/s is given.
+weight gradients: 4 x), plus attention (12 x layers x sequence x width). Throughput is the T4's fp16 peak times
+the model-FLOPs utilisation (MFU) measured for the plan the job picks within a T4's memory (`train_utilisation`;
+recomputation by activation checkpointing is inside that figure, as MFU does not count it), unless a measured
+samples/s is given.
 """
 
 from __future__ import annotations
@@ -60,25 +61,38 @@ class Estimate:
 
 
 def train_flops_per_sample(config: RunConfig) -> float:
+    """Model FLOPs of one training example (the numerator of MFU: a recomputed forward is not counted)."""
     tokens = config.training.segment_seconds * f.FRAMES_PER_SECOND.value + 3
     params = f.DECODER_PARAMETERS.value
     lora = config.model.finetune == "lora"
     per_token = (4.0 if lora else 6.0) * params
     attention = 12 * f.DECODER_LAYERS.value * tokens * f.DECODER_WIDTH.value
-    if config.training.gradient_checkpointing:
-        per_token += 2 * params
-        attention *= 16 / 12
     return tokens * (per_token + attention)
+
+
+def train_utilisation(config: RunConfig) -> f.Figure:
+    """The MFU a T4 (16 GB, fp16) is taken to reach with this config: the H200 measurement of the plan the job
+    picks within 15 GiB, times the transfer assumption. Eager attention is what the job ran before issue 11;
+    checkpointing forced off leaves only micro-batch 4 in a T4's memory."""
+    if config.model.attention == "eager":
+        measured = f.H200_MFU_BEFORE_ISSUE_11
+    elif config.training.activation_checkpointing == "off":
+        measured = f.H200_MFU_SDPA_MICRO_4
+    else:
+        measured = f.JOB_MFU_WITHIN_15_GIB
+    return f.Figure(measured.value * f.T4_MFU_TRANSFER.value, measured.unit, measured.source)
+
+
+def train_samples_per_second(config: RunConfig) -> float:
+    return f.T4_FP16_PEAK_FLOPS.value * train_utilisation(config).value / train_flops_per_sample(config)
 
 
 def estimate(config: RunConfig, *, samples_per_second: float | None = None,
              gpu_usd_per_hour: float | None = None) -> Estimate:
     t, ev = config.training, config.evaluation
     train_clips, validation_clips, clips_source = expected_clips(config.dataset)
-    batch = t.batch_size * t.grad_accum_steps
-    steps_per_epoch = math.ceil(train_clips / batch)
-    flops = train_flops_per_sample(config)
-    rate = samples_per_second or f.T4_FP16_PEAK_FLOPS.value * f.T4_TRAIN_UTILISATION.value / flops
+    steps_per_epoch = math.ceil(train_clips / t.batch_size)
+    rate = samples_per_second or train_samples_per_second(config)
     gpu_price = gpu_usd_per_hour or f.GPU_SPOT_USD_PER_HOUR.value
     overhead = 1 + f.INTERRUPTION_OVERHEAD.value
     start_hours = f.JOB_START_SECONDS.value / 3600
@@ -117,6 +131,9 @@ def estimate(config: RunConfig, *, samples_per_second: float | None = None,
     assumptions.insert(0, f"clips: {clips_source}")
     if samples_per_second:
         assumptions.insert(0, f"training throughput: {samples_per_second:g} samples/s (given)")
+    else:
+        utilisation = train_utilisation(config)
+        assumptions.insert(0, f"training MFU on a T4: {utilisation.value:.1%} ({utilisation.source})")
     return Estimate(config.run_id, phases, rate, steps_per_epoch, train_clips, storage,
                     config.max_cost_usd, assumptions)
 

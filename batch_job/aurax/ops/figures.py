@@ -19,9 +19,26 @@ class Figure:
 
 # --- the GPU (NVIDIA T4 on g4dn) ---------------------------------------------------------------------------
 T4_FP16_PEAK_FLOPS = Figure(65e12, "FLOP/s", "NVIDIA T4 datasheet: 65 TFLOPS mixed-precision (FP16/FP32) peak")
-T4_TRAIN_UTILISATION = Figure(0.20, "fraction of peak",
-                              "assumed: model-FLOPs utilisation of fp16 autocast training with gradient "
-                              "checkpointing on a T4 (memory-bound kernels, no bf16); measure to replace")
+# --- training utilisation (model-FLOPs utilisation, MFU), measured by this project on an H200 -------------------
+# shared/notes/gpu-measurements.md (2026-11-29): real musicgen-small architecture, 30 s segments, bf16, AdamW.
+H200_MFU_BEFORE_ISSUE_11 = Figure(0.065, "fraction of peak",
+                                  "measured: H200, eager attention, activation checkpointing, micro-batch 4 "
+                                  "(the default before issue 11): 14.6 samples/s, 9.3 GiB (gpu-measurements.md)")
+H200_MFU_SDPA_MICRO_4 = Figure(0.153, "fraction of peak",
+                               "measured: H200, SDPA, no checkpointing, micro-batch 4 (what fits 15 GiB without "
+                               "checkpointing): 34.6 samples/s, 14.1 GiB (gpu-measurements.md)")
+H200_MFU_SDPA_CHECKPOINTED_MICRO_32 = Figure(0.298, "fraction of peak",
+                                             "measured: H200, SDPA, activation checkpointing, micro-batch 32: 67.4 "
+                                             "samples/s, 14.5 GiB (gpu-measurements.md)")
+#: THE LEAD UPDATES THIS after the GPU run: the MFU of `aurax job train` itself with the default plan within
+#: 15 GiB in fp16 (bench/gpu_train_benchmark.py, variant "default plan within 15 GiB, fp16"; bench/RESULTS.md).
+#: Until then: the bare-loop measurement of the plan the job picks within 15 GiB.
+JOB_MFU_WITHIN_15_GIB = Figure(H200_MFU_SDPA_CHECKPOINTED_MICRO_32.value, "fraction of peak",
+                               "measured on an H200 for the plan the job picks within 15 GiB (SDPA, checkpointing, "
+                               "micro-batch 32, bare loop); pending: the job itself, bench/gpu_train_benchmark.py")
+T4_MFU_TRANSFER = Figure(1.0, "ratio",
+                         "assumed: a T4 (16 GB, fp16) reaches the MFU measured on an H200 within 15 GiB with the "
+                         "same plan; run the GPU benchmark on a T4 to replace")
 T4_GENERATION_SECONDS_PER_AUDIO_SECOND = Figure(
     0.35, "s per s of audio per clip",
     "assumed: musicgen-small generating in batches of 8 with classifier-free guidance on a T4 (~25 decoder "

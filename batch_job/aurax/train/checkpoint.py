@@ -4,7 +4,8 @@ Layout under the checkpoint URI:
 
     step-000001234/           mid-epoch checkpoint after 1234 optimizer steps
         model.safetensors     trainable tensors only (the frozen text encoder and codec come from the hub)
-        trainer_state.pt      optimizer, scheduler, loss scaler, every rank's RNG states, data position
+        trainer_state.pt      optimizer, loss scaler, overflow counter (the data position, the schedule and the
+                              plan are in the manifest; dropout draws from generators seeded by data position)
         run_config.json       the config that trained it (to name what differs on a mismatch)
         manifest.json         `CheckpointManifest`, written after the files: its sha256s make them a unit
     step-000001250-end/       the epoch-end checkpoint (validation loss in the manifest)
@@ -21,27 +22,28 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import random
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
 from transformers import MusicgenForConditionalGeneration
 
 from aurax_contracts import CheckpointFile, CheckpointManifest, ContractError, RunConfig
+from aurax_contracts.artifacts import LrSchedule, TrainingPlan
+from aurax_contracts.config import RESUMABLE_CHANGES
 from aurax_contracts.layout import join
 
 from .. import storage
 from ..errors import InputError
-from ..model import load_musicgen
+from ..model import load_configured_musicgen
 from ..version import code_version
 from . import faults
 from .trainable import load_trainable_state, make_trainable, merge_lora
@@ -79,39 +81,24 @@ def checkpoint_name(position: Position) -> str:
     return f"{NAME_PREFIX}{position.step:09d}{'-end' if position.epoch_complete else ''}"
 
 
-def capture_rng() -> dict[str, Any]:
-    """Every RNG state this process may draw from (torch's is what dropout uses). On a GPU, only this
-    process's device: a retry may land on an instance with fewer GPUs, where other devices' states would not
-    restore."""
-    np_state = np.random.get_state(legacy=True)
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": (np_state[0], np_state[1].tolist(), *np_state[2:]),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def restore_rng(state: dict[str, Any]) -> None:
-    python = state["python"]
-    random.setstate((python[0], tuple(python[1]), python[2]))
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
 @dataclass
 class CheckpointContent:
     """What one checkpoint holds, in memory."""
 
     tensors: dict[str, torch.Tensor]
     trainer_state: dict[str, Any]
-    """optimizer, scheduler, scaler (or None), rng (one dict per rank), overflow_run."""
+    """optimizer, scaler (or None), overflow_run."""
     config: RunConfig
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What every checkpoint of the run states besides its position (the manifest's provenance fields)."""
+
+    schedule: LrSchedule | None = None
+    plan: TrainingPlan | None = None
+    baseline_val_loss: float | None = None
+    model_revision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,7 +183,11 @@ class CheckpointStore:
 
     # ---- saving --------------------------------------------------------------------------------------
     def save(self, content: CheckpointContent, position: Position, *, run_id: str, trigger: str,
-             world_size: int, val_loss: float | None = None) -> SavedCheckpoint:
+             world_size: int, val_loss: float | None = None, record: RunRecord | None = None,
+             progress: Callable[[int], None] | None = None) -> SavedCheckpoint:
+        """Commit one checkpoint (files, manifest, pointer); `progress(n)` hears of each n bytes written or
+        uploaded."""
+        record = record or RunRecord()
         started = time.monotonic()
         name = checkpoint_name(position)
         target = join(self.uri, name)
@@ -212,7 +203,7 @@ class CheckpointStore:
         }
         files: dict[str, CheckpointFile] = {}
         for file_name, write in writers.items():
-            files[file_name] = self._publish(staging, target, file_name, write)
+            files[file_name] = self._publish(staging, target, file_name, write, progress)
             faults.checkpoint_file_written(position.step)
         manifest = CheckpointManifest(
             run_id=run_id, training_fingerprint=content.config.training_fingerprint(),
@@ -220,7 +211,8 @@ class CheckpointStore:
             finetune=content.config.model.finetune, step=position.step, epoch=position.epoch,
             index_in_epoch=position.index_in_epoch, epoch_complete=position.epoch_complete,
             world_size=world_size, val_loss=val_loss, files=files, trigger=trigger,  # type: ignore[arg-type]
-            code_version=code_version(), created_at=datetime.now(UTC))
+            baseline_val_loss=record.baseline_val_loss, model_revision=record.model_revision, plan=record.plan,
+            schedule=record.schedule, code_version=code_version(), created_at=datetime.now(UTC))
         raw = manifest.model_dump_json(indent=2).encode()
         storage.write_bytes(manifest_uri, raw, "application/json")
         storage.write_text(join(self.uri, LATEST_POINTER), name + "\n")
@@ -232,7 +224,8 @@ class CheckpointStore:
                                bytes=sum(f.bytes for f in files.values()) + len(raw),
                                seconds=time.monotonic() - started)
 
-    def _publish(self, staging: Path, target: str, file_name: str, write: Any) -> CheckpointFile:
+    def _publish(self, staging: Path, target: str, file_name: str, write: Any,
+                 progress: Callable[[int], None] | None) -> CheckpointFile:
         """Write one file to a temporary name, hash it, then move (local) or upload (S3) it into place."""
         tmp = staging / f".{file_name}.tmp"
         write(tmp)
@@ -241,8 +234,10 @@ class CheckpointStore:
         entry = CheckpointFile(sha256=_sha256_file(tmp), bytes=tmp.stat().st_size)
         if self._local:
             os.replace(tmp, staging / file_name)
+            if progress is not None:
+                progress(entry.bytes)
         else:
-            storage.upload_file(tmp, join(target, file_name))
+            storage.upload_file(tmp, join(target, file_name), progress)
             tmp.unlink()
         return entry
 
@@ -336,7 +331,7 @@ def _config_differences(saved: RunConfig, current: RunConfig) -> list[str]:
         old = getattr(saved, section).model_dump(mode="json")
         new = getattr(current, section).model_dump(mode="json")
         for key in sorted(set(old) | set(new)):
-            if section == "training" and key in ("total_epochs", "decision_epoch"):
+            if key in RESUMABLE_CHANGES.get(section, set()):
                 continue
             if old.get(key) != new.get(key):
                 out.append(f"{section}.{key}: checkpoint {old.get(key)!r}, config {new.get(key)!r}")
@@ -362,7 +357,7 @@ def load_trained_model(checkpoint_uri: str, config: RunConfig
                              "`aurax job train` for this run first")
         found = search.found
         check_same_training(found, config)
-        model = load_musicgen(config.model.model_id, attention=config.model.attention)
+        model = load_configured_musicgen(config.model)
         make_trainable(model, config)
         load_trainable_state(model, found.load_tensors(), found.uri)
     if config.model.finetune == "lora":

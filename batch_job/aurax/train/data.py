@@ -2,8 +2,11 @@
 
 Every random choice about an example (its crop, whether its prompt is dropped for classifier-free guidance)
 is a pure function of (seed, epoch, position in the epoch), and the epoch order of (seed, epoch). A resumed
-run therefore sees exactly the batches the uninterrupted run saw, on any number of ranks, without saving
-any data-loader state beyond the position.
+run therefore sees exactly the batches the uninterrupted run saw, on any number of ranks and with any
+micro-batch, without saving any data-loader state beyond the position.
+
+An optimizer step takes `batch_size` consecutive positions of the epoch's permutation; rank r of W takes the
+contiguous share `rank_positions`, split into balanced micro-batches (`split_micro_batches`).
 """
 
 from __future__ import annotations
@@ -26,13 +29,25 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def micro_batch_positions(start: int, micro_batch: int, accum_steps: int, world_size: int, rank: int
-                          ) -> list[range]:
-    """Epoch positions of this rank's micro-batches in the optimizer step that begins at `start`: the step's
-    `accum_steps * world_size` slots of `micro_batch` examples are dealt round-robin, rank r taking slots
-    r, r + W, ... Every position is used exactly once, whatever the world size."""
-    slots = [a * world_size + rank for a in range(accum_steps)]
-    return [range(start + slot * micro_batch, start + (slot + 1) * micro_batch) for slot in slots]
+def rank_positions(start: int, batch_size: int, world_size: int, rank: int) -> range:
+    """This rank's share of the step that begins at epoch position `start`: contiguous, the shares of the ranks
+    differing by at most one example and covering the step's `batch_size` positions exactly once."""
+    return range(start + rank * batch_size // world_size, start + (rank + 1) * batch_size // world_size)
+
+
+def split_micro_batches(positions: range, micro_batch_size: int) -> list[range]:
+    """`positions` in as few micro-batches of at most `micro_batch_size` as possible, balanced (sizes differ by
+    at most one), so that no pass runs at a tiny, inefficient size."""
+    count = max(1, -(-len(positions) // micro_batch_size))
+    bounds = [positions.start + i * len(positions) // count for i in range(count + 1)]
+    return [range(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+
+
+def micro_batch_seed(seed: int, epoch: int, first_position: int) -> int:
+    """Seed of torch's (and Python's) generators for the micro-batch that starts at `first_position`: dropout
+    inside the model draws from them, so its masks are a function of the data position, not of the process's
+    history, and a resumed run (on any number of ranks) draws the same ones."""
+    return int(np.random.default_rng([seed, epoch, first_position, 0xD20]).integers(0, 2**62))
 
 
 def _example_rng(seed: int, epoch: int, position: int) -> np.random.Generator:
@@ -62,9 +77,13 @@ class Batch:
     labels: torch.Tensor  # int64 [B, seq, K]
     encoder_hidden: torch.Tensor  # float [B, L, D]: the frozen text encoder's output
     attention_mask: torch.Tensor  # int64 [B, L]; all zero for a dropped (unconditional) prompt
+    tokens: int = 0
+    """Labels the loss counts per codebook (the frames of real audio): MusicGen's loss is a per-codebook mean
+    over them, so a micro-batch's share of its step's loss is tokens / the step's tokens."""
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(self.labels.to(device), self.encoder_hidden.to(device), self.attention_mask.to(device))
+        return Batch(self.labels.to(device, non_blocking=True), self.encoder_hidden.to(device, non_blocking=True),
+                     self.attention_mask.to(device, non_blocking=True), self.tokens)
 
     def __len__(self) -> int:
         return self.labels.shape[0]
@@ -120,17 +139,30 @@ class ExampleSource:
         self.seed = seed
         self.condition_dropout = condition_dropout
 
+    def _draw(self, epoch: int, order: np.ndarray, position: int) -> tuple[Clip, int, bool]:
+        """The clip at `position`, its crop start and whether its prompt is dropped."""
+        clip = self.clips[int(order[position])]
+        rng = _example_rng(self.seed, epoch, position)
+        slack = clip.codes.shape[1] - self.segment_frames
+        start = int(rng.integers(0, slack + 1)) if slack > 0 else 0
+        return clip, start, bool(rng.random() < self.condition_dropout)
+
     def train_batch(self, epoch: int, order: np.ndarray, positions: Sequence[int]) -> Batch:
         codes, prompts, dropped = [], [], []
         for position in positions:
-            clip = self.clips[int(order[position])]
-            rng = _example_rng(self.seed, epoch, position)
-            slack = clip.codes.shape[1] - self.segment_frames
-            start = int(rng.integers(0, slack + 1)) if slack > 0 else 0
+            clip, start, drop = self._draw(epoch, order, position)
             codes.append(crop_or_pad(clip.codes, self.segment_frames, start))
-            dropped.append(bool(rng.random() < self.condition_dropout))
+            dropped.append(drop)
             prompts.append(clip.prompt)
         return self._assemble(codes, prompts, dropped)
+
+    def train_tokens(self, epoch: int, order: np.ndarray, positions: Sequence[int]) -> int:
+        """What `train_batch(...).tokens` would be, without building the batch (for the whole step, all ranks)."""
+        total = 0
+        for position in positions:
+            clip, start, _ = self._draw(epoch, order, position)
+            total += max(0, min(self.segment_frames, clip.codes.shape[1] - start))
+        return total
 
     def eval_batch(self, indices: Sequence[int]) -> Batch:
         """Validation: each clip's first segment, with its prompt."""
@@ -139,6 +171,7 @@ class ExampleSource:
                               [c.prompt for c in clips], [False] * len(clips))
 
     def _assemble(self, codes: list[np.ndarray], prompts: list[str], dropped: list[bool]) -> Batch:
-        labels = delay_pattern_labels(torch.from_numpy(np.stack(codes)))
+        stacked = np.stack(codes)
+        labels = delay_pattern_labels(torch.from_numpy(stacked))
         hidden, mask = self.text.batch(prompts, dropped)
-        return Batch(labels, hidden, mask)
+        return Batch(labels, hidden, mask, tokens=int((stacked[:, 0] != IGNORE).sum()))

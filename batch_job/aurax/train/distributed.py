@@ -49,21 +49,22 @@ class DistContext:
     def distributed(self) -> bool:
         return self.world_size > 1
 
-    def max_int(self, value: int) -> int:
-        """The largest `value` over all ranks (agreement on a stop cause)."""
+    def max_ints(self, values: list[int]) -> list[int]:
+        """The largest of each value over all ranks, in one collective: every rank reaches the same decisions
+        (a stop cause, whether a checkpoint is due) even when their signals or clocks disagree."""
         if not self.distributed:
-            return value
-        tensor = torch.tensor([value], dtype=torch.int64, device=self._comm_device)
+            return list(values)
+        tensor = torch.tensor(values, dtype=torch.int64, device=self._comm_device)
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-        return int(tensor.item())
+        return [int(v) for v in tensor.tolist()]
 
-    def mean(self, values: torch.Tensor) -> torch.Tensor:
-        """Mean over ranks of a float64 tensor (step loss, validation sums)."""
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        """Sum over ranks (step loss shares, validation sums), on the tensor's own device."""
         if not self.distributed:
             return values
         reduced = values.to(self._comm_device, copy=True)
         dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
-        return reduced.cpu() / self.world_size
+        return reduced.to(values.device)
 
     def gather(self, obj: Any) -> list[Any]:
         """Every rank's `obj`, on every rank (the RNG states a checkpoint saves)."""

@@ -11,6 +11,13 @@ the real failure would. Unset in production; each costs one dictionary lookup wh
   after its first file and before its manifest (a reclaim in the middle of a save).
 - `AURAX_FAULT_SLOW_STEP_SECONDS=S`: sleep S seconds after each optimizer step, so that a test can deliver a
   signal or a spot notice while training is certainly still running.
+- `AURAX_FAULT_HANG_AT_STEP=N`: optimizer step N never returns (as when a collective or a data read hangs):
+  signals are noted but the step goes on waiting; the heartbeat thread goes on beating.
+- `AURAX_FAULT_CLOCK_SKEW=R:S`: on rank R, the clock of the time-based checkpoint trigger runs S seconds ahead
+  after every step (ranks whose clocks disagree).
+- `AURAX_FAULT_LOSS_AT_STEP=N:X`: the loss of optimizer step N is reported as X (a finite loss of any size,
+  for the divergence guards).
+- `AURAX_FAULT_LOSS_SCALE=X`: the fp16 loss scale is reported as X (zero: the scale collapsed).
 """
 
 from __future__ import annotations
@@ -27,6 +34,35 @@ def _int_env(name: str) -> int | None:
 
 def nan_at(step: int) -> bool:
     return _int_env("AURAX_FAULT_NAN_AT_STEP") == step
+
+
+def hang_at(step: int) -> None:
+    if _int_env("AURAX_FAULT_HANG_AT_STEP") == step:
+        while True:  # a hung collective ignores signals too; only SIGKILL ends it
+            time.sleep(3600)
+
+
+def clock(rank: int, steps_done: int) -> float:
+    """time.monotonic(), skewed on the rank AURAX_FAULT_CLOCK_SKEW names."""
+    now = time.monotonic()
+    if skew := os.environ.get("AURAX_FAULT_CLOCK_SKEW"):
+        skewed_rank, seconds = skew.split(":")
+        if int(skewed_rank) == rank:
+            now += float(seconds) * steps_done
+    return now
+
+
+def loss_at(step: int, loss: float) -> float:
+    if forced := os.environ.get("AURAX_FAULT_LOSS_AT_STEP"):
+        at, value = forced.split(":")
+        if int(at) == step:
+            return float(value)
+    return loss
+
+
+def loss_scale(scale: float) -> float:
+    forced = os.environ.get("AURAX_FAULT_LOSS_SCALE")
+    return float(forced) if forced else scale
 
 
 def overflow_at(step: int) -> bool:

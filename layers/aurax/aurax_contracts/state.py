@@ -57,6 +57,9 @@ class RunState(Contract):
     current_job_id: str | None = None
     training_started_at: AwareDatetime | None = None
     last_heartbeat_at: AwareDatetime | None = None
+    last_progress_at: AwareDatetime | None = None
+    """When the job last finished work (a step, a validation batch, checkpoint bytes): what the idle watch
+    judges, since a hung job's heartbeat thread goes on beating."""
     step: Annotated[int, Field(ge=0)] = 0
     epoch: Annotated[int, Field(ge=0)] = 0
     total_steps: Annotated[int, Field(ge=0)] | None = None

@@ -1,4 +1,8 @@
-"""Idle shutdown rules: a running job that has gone quiet burns money; a job waiting for capacity is reported."""
+"""Idle shutdown rules: a running job that makes no progress burns money; a job waiting for capacity is reported.
+
+Progress, not liveness: a heartbeat thread keeps beating while the main thread hangs in a step, a data read
+or a collective, so the rules take the job's last finished work (`RunState.last_progress_at`: a training,
+validation or checkpoint record, or a heartbeat whose progress counters grew), never its last heartbeat."""
 
 from __future__ import annotations
 
@@ -16,15 +20,15 @@ class WatchState(BaseModel):
     stuck_alerted: dict[str, datetime] = Field(default_factory=dict)
 
 
-def quiet_minutes(running_since: datetime, last_heartbeat: datetime | None, now: datetime) -> float:
-    """Minutes since the job last showed life: its latest record, or the start of the current attempt
-    (a fresh attempt gets the full timeout before it must report)."""
-    alive = max(running_since, last_heartbeat) if last_heartbeat else running_since
-    return (now - alive).total_seconds() / 60.0
+def quiet_minutes(running_since: datetime, last_progress: datetime | None, now: datetime) -> float:
+    """Minutes since the job last made progress, or since the current attempt started (a fresh attempt gets the
+    full timeout before it must show progress)."""
+    worked = max(running_since, last_progress) if last_progress else running_since
+    return (now - worked).total_seconds() / 60.0
 
 
-def is_idle(running_since: datetime, last_heartbeat: datetime | None, now: datetime, timeout_minutes: float) -> bool:
-    return quiet_minutes(running_since, last_heartbeat, now) >= timeout_minutes
+def is_idle(running_since: datetime, last_progress: datetime | None, now: datetime, timeout_minutes: float) -> bool:
+    return quiet_minutes(running_since, last_progress, now) >= timeout_minutes
 
 
 def runnable_since(job: dict[str, Any]) -> datetime | None:

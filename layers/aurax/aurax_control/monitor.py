@@ -33,6 +33,7 @@ from aurax_contracts.metrics import (
     Interruption,
     JobWarning,
     MetricRecord,
+    Progress,
     TrainStep,
     ValLoss,
     parse_metric_line,
@@ -113,6 +114,12 @@ class MonitorState(BaseModel):
     last_alert: dict[str, datetime] = Field(default_factory=dict)
     training_started_at: datetime | None = None
     last_record_at: datetime | None = None
+    last_progress_at: datetime | None = None
+    """Latest record of finished work: a training, validation or checkpoint record, or a heartbeat whose
+    progress counters grew (see `aurax_contracts.metrics.Progress`)."""
+    progress_of: str | None = None
+    """`<job id>#<attempt>` whose counters `progress` holds (counters restart with each attempt)."""
+    progress: Progress | None = None
     step: int = 0
     epoch: int = 0
     total_steps: int | None = None
@@ -228,6 +235,8 @@ class ChunkMonitor:
         state.records += 1
         if state.last_record_at is None or record.time > state.last_record_at:
             state.last_record_at = record.time
+        if isinstance(record, TrainStep | ValLoss | CheckpointSaved):
+            self._worked(record.time)
         if isinstance(record, TrainStep):
             self._train(record)
         elif isinstance(record, ValLoss):
@@ -242,6 +251,8 @@ class ChunkMonitor:
         elif isinstance(record, Heartbeat):
             self.summary.phase = record.phase
             self._progress(record.step, record.epoch)
+            if record.progress is not None:
+                self._heartbeat_progress(f"{record.batch_job_id}#{record.attempt}", record.progress, record.time)
             if record.batch_job_id:
                 state.job_id = record.batch_job_id
                 if record.instance_type or record.availability_zone:
@@ -264,6 +275,21 @@ class ChunkMonitor:
             state.last_checkpoint_uri = record.uri
 
     # --- rules -----------------------------------------------------------------------------------
+    def _worked(self, at: datetime) -> None:
+        if self.state.last_progress_at is None or at > self.state.last_progress_at:
+            self.state.last_progress_at = at
+
+    def _heartbeat_progress(self, attempt_key: str, progress: Progress, at: datetime) -> None:
+        """A heartbeat is progress when its attempt's counters grew since the last one seen (or it is the first
+        of a new attempt); a late chunk with older, smaller counters is not."""
+        state = self.state
+        old = state.progress if state.progress_of == attempt_key else None
+        counters = progress.model_dump()
+        if old is None or any(value > getattr(old, name) for name, value in counters.items()):
+            self._worked(at)
+        if old is None or all(value >= getattr(old, name) for name, value in counters.items()):
+            state.progress_of, state.progress = attempt_key, progress
+
     def _progress(self, step: int, epoch: int) -> None:
         self.state.step = max(self.state.step, step)
         self.state.epoch = max(self.state.epoch, epoch)

@@ -68,9 +68,11 @@ def process_object(rt: Runtime, bucket: str, key: str, now: datetime) -> ObjectR
     # A record stamped in the future (a wrong clock, junk that still parses) must not keep the run looking alive
     # to the idle watch: the chunk's arrival is the latest sign of life there can be.
     heartbeat = min(new.last_record_at, now) if new.last_record_at else None
+    worked = min(new.last_progress_at, now) if new.last_progress_at else None
     fields = {"step": new.step, "epoch": new.epoch, "total_steps": new.total_steps, "last_loss": new.last_loss,
               "last_val_loss": new.last_val_loss, "interruptions": new.interruptions, "bad_lines": new.bad_lines,
-              "last_heartbeat_at": heartbeat, "training_started_at": new.training_started_at}
+              "last_heartbeat_at": heartbeat, "last_progress_at": worked,
+              "training_started_at": new.training_started_at}
     if new.job_id:
         fields["current_job_id"] = new.job_id
     rt.store.update_state(run_id, {k: v for k, v in fields.items() if v is not None})

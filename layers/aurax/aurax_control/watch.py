@@ -28,19 +28,23 @@ def watch_run(rt: Runtime, state: RunState, config: RunConfig, now: datetime) ->
         sends_heartbeats = stage in HEARTBEAT_STAGES or job_id == state.current_job_id
         if status == "RUNNING" and state.abort_reason is None and sends_heartbeats:
             since = idle.running_since(job)
-            if since and idle.is_idle(since, state.last_heartbeat_at, now, mon.idle_timeout_minutes):
-                quiet = idle.quiet_minutes(since, state.last_heartbeat_at, now)
-                detail = f"job {job_id} sent no record for {quiet:.0f} minutes (limit {mon.idle_timeout_minutes:g})"
+            if since and idle.is_idle(since, state.last_progress_at, now, mon.idle_timeout_minutes):
+                quiet = idle.quiet_minutes(since, state.last_progress_at, now)
+                beat = f"; its last heartbeat was {(now - state.last_heartbeat_at).total_seconds() / 60:.0f} " \
+                    "minutes ago" if state.last_heartbeat_at else ""
+                detail = (f"job {job_id} made no progress for {quiet:.0f} minutes (limit "
+                          f"{mon.idle_timeout_minutes:g}){beat}")
                 stop_run(rt.store, rt.notifier, rt.settings.root, state.run_id, AbortReason.IDLE, detail, [job_id],
                          AlertDetail(run_id=state.run_id, severity=Severity.CRITICAL, code="idle",
                                      what=f"Idle job terminated: {detail}", step=state.step, epoch=state.epoch,
                                      time=now, evidence={"job_id": job_id, "quiet_minutes": round(quiet, 1),
-                                                         "last_heartbeat_at": state.last_heartbeat_at.isoformat()
-                                                         if state.last_heartbeat_at else None,
+                                                         "last_progress_at": _iso(state.last_progress_at),
+                                                         "last_heartbeat_at": _iso(state.last_heartbeat_at),
                                                          "running_since": since.isoformat()},
-                                     action="A hung job burns money: read its log for the last step (data "
-                                            "loader, S3, NCCL), fix the cause, then start a new execution to "
-                                            "resume from the last checkpoint."))
+                                     action="A job that beats but makes no progress is hung (a step, a data read, "
+                                            "an S3 transfer or a collective): read its log for the last step, fix "
+                                            "the cause, then start a new execution to resume from the last "
+                                            "checkpoint."))
                 actions.append(f"terminated idle job {job_id}")
         elif status == "RUNNABLE":
             waiting = idle.runnable_since(job)
@@ -61,3 +65,7 @@ def watch_run(rt: Runtime, state: RunState, config: RunConfig, now: datetime) ->
     if changed:
         rt.store.put_doc(state.run_id, WATCH, memory, expected_version=version)
     return actions
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
