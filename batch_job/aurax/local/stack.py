@@ -15,6 +15,7 @@ Everything here must run inside `mock_aws(config=MOTO_CONFIG)`.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
@@ -28,6 +29,8 @@ from typing import Any
 
 import boto3
 import yaml
+
+from .iam import name_template_roles
 
 logger = logging.getLogger(__name__)
 
@@ -250,11 +253,13 @@ def _bucket_extras(translated: dict[str, Any], stack: LocalStack, functions_arn:
 
 
 def deploy(template_path: Path, stack_name: str = "aurax-local", *, deployment_name: str = "local",
-           code_overrides: Mapping[str, Path] | None = None, budget_usd: float = 600.0) -> LocalStack:
+           code_overrides: Mapping[str, Path] | None = None, budget_usd: float = 600.0,
+           template: dict[str, Any] | None = None) -> LocalStack:
     """Deploy the template into the emulation. `code_overrides` maps a function's logical id to another code
-    folder (tests deploy stub handlers with it)."""
+    folder (tests deploy stub handlers with it); `template`, when given, is deployed instead of the file's
+    content (tests deploy an edited copy), with paths still relative to `template_path`'s folder."""
     root = template_path.resolve().parent
-    template = load_template(template_path)
+    template = copy.deepcopy(template) if template is not None else load_template(template_path)
     _upload_code(template, root, code_overrides or {})
     machines = _inline_definitions(template, root)
     subnet, group = _network()
@@ -274,6 +279,7 @@ def deploy(template_path: Path, stack_name: str = "aurax-local", *, deployment_n
                          Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
                          Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"])
         stack = _described(cfn, stack_name, parameters)
+    name_template_roles(stack.resources, translated)
     return _finish(stack, template, translated, machines)
 
 
