@@ -753,7 +753,10 @@ class IamEnforcement:
         return f"{owner}'s Policies in template.yaml" if owner else f"the policies of role {principal.role_name}"
 
     def _fix(self, principal: Principal, permission: Permission) -> str:
-        statement = json.dumps({"Effect": "Allow", "Action": permission.action, "Resource": permission.resource})
+        resource = permission.resource
+        if resource.startswith("arn:aws:s3:::") and "/" in resource:  # a grant is for a prefix, not one key
+            resource = resource.split("/", 1)[0] + "/*"
+        statement = json.dumps({"Effect": "Allow", "Action": permission.action, "Resource": resource})
         return f"add to {self._where(principal)}: - Statement: [{statement}]"
 
 
