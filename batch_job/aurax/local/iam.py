@@ -136,7 +136,7 @@ _SCOPE = re.compile(r"Credential=(?P<key>[^/,]+)/\d{8}/(?P<region>[a-z0-9-]+)/(?
 #: SigV4 signing names that are not the botocore service name.
 _SERVICE_OF_SIGNING_NAME = {"states": "stepfunctions", "monitoring": "cloudwatch"}
 #: botocore service names whose IAM action prefix is not their signing name.
-_IAM_PREFIX = {"cloudwatch": "cloudwatch", "stepfunctions": "states"}
+_IAM_PREFIX = {"stepfunctions": "states"}
 
 
 @dataclass(frozen=True)
@@ -788,6 +788,8 @@ def _state_machine_client_patches() -> list[Any]:
     state_credentials)`; every module that imported it gets one whose calls act as the state's role."""
     import sys
 
+    # The parser imports every state and service-integration module: all of them are loaded before the scan.
+    import moto.stepfunctions.parser.asl.parse.asl_parser  # noqa: F401
     from moto.stepfunctions.parser.asl.utils import boto_client
 
     original = boto_client.boto_client_for
