@@ -390,7 +390,7 @@ AWS_RULES: dict[tuple[str, str], Rule] = {
     # Implied: tags on create and the .sync integration's managed rule.
     ("batch", "tag-on-create"): Rule(
         "SubmitJob with tags also needs batch:TagResource (tags on create)",
-        "https://docs.aws.amazon.com/batch/latest/userguide/batch-supported-iam-actions-tagging.html",
+        "https://docs.aws.amazon.com/batch/latest/userguide/tag-resources.html",
         lambda c, i: []),
     ("batch", "SubmitJob"): Rule("SubmitJob needs batch:SubmitJob on the queue and the job definition",
                                  "https://docs.aws.amazon.com/service-authorization/latest/reference/"
