@@ -232,3 +232,12 @@ def test_a_customer_managed_bucket_key_needs_the_callers_kms_permissions(aws: No
             s3.put_object(Bucket="data", Key="k", Body=b"x")
             with pytest.raises(ClientError, match=f"kms:Decrypt on resource: {key}"):
                 s3.get_object(Bucket="data", Key="k")
+
+
+def test_a_request_the_emulation_cannot_decide_fails_and_is_recorded(aws: None):
+    with patched_moto() as local:
+        caller = role("caller", allow("sns:*"))
+        with acting_as(caller), pytest.raises(EmulationError, match="CheckIfPhoneNumberIsOptedOut"):
+            boto3.client("sns", region_name=REGION).check_if_phone_number_is_opted_out(phoneNumber="+27115550100")
+    assert local.iam_denials and local.iam_denials[0].startswith(
+        "undecided: sns:CheckIfPhoneNumberIsOptedOut by test role caller")

@@ -576,6 +576,8 @@ class IamEnforcement:
 
     def __init__(self) -> None:
         self.denials: list[Denial] = []
+        self.undecided: list[str] = []
+        """Requests of a principal the emulation could not decide (`EmulationError`): they fail too."""
         self._stack = ExitStack()
         self._lock = threading.Lock()
 
@@ -624,18 +626,20 @@ class IamEnforcement:
         rule = AWS_RULES.get((call.service, call.operation))
         if caller is None and not (rule is not None and rule.checks_passed_role):
             return None
-        permissions = required_permissions(call, self)
-        for permission in permissions:
-            principal = permission.principal or caller
-            if principal is None:
-                continue
-            denial = self.decide(principal, permission, call)
-            if denial is not None:
-                with self._lock:
-                    self.denials.append(denial)
-                logger.error("AccessDenied: %s", denial.message)
-                return _error_response(call, denial)
-        return None
+        try:
+            denial = next((d for p in required_permissions(call, self) if (p.principal or caller) is not None
+                           and (d := self.decide(p.principal or caller, p, call)) is not None), None)
+        except EmulationError as exc:
+            with self._lock:
+                self.undecided.append(f"{call.action} by {caller.label if caller else 'the operator'}: {exc}")
+            logger.error("aurax local cannot decide %s: %s", call.action, exc)
+            raise
+        if denial is None:
+            return None
+        with self._lock:
+            self.denials.append(denial)
+        logger.error("AccessDenied: %s", denial.message)
+        return _error_response(call, denial)
 
     def decide(self, principal: Principal, permission: Permission, call: Call) -> Denial | None:
         role = self._role(principal.role_arn)

@@ -629,8 +629,11 @@ class LocalAwsPatches:
 
     @property
     def iam_denials(self) -> list[str]:
-        """Every request IAM denied so far, as AWS's AccessDenied message (empty without enforcement)."""
-        return [d.message for d in self.iam.denials] if self.iam is not None else []
+        """Every request IAM denied so far, as AWS's AccessDenied message, and every request the emulation could
+        not decide (empty without enforcement)."""
+        if self.iam is None:
+            return []
+        return [d.message for d in self.iam.denials] + [f"undecided: {u}" for u in self.iam.undecided]
 
     def __enter__(self) -> Self:
         from moto.awslambda.models import LambdaFunction
