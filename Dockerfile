@@ -1,7 +1,10 @@
 # The AWS Batch job image: `aurax job prepare|train|evaluate` on a GPU instance (g4dn: T4, CUDA 12).
 #
-#   docker build --build-arg AURAX_CODE_VERSION=$(git rev-parse --short=12 HEAD) -t aurax-job .
+#   docker build --platform linux/amd64 --build-arg AURAX_CODE_VERSION=$(git rev-parse --short=12 HEAD) -t aurax-job .
 #   docker run --gpus all aurax-job job train --config s3://... --run-uri s3://... --dataset-uri s3://... --until-epoch 5
+#
+# g4dn instances are x86_64: an image built for arm64 (the default on an Apple-silicon laptop) cannot start
+# there, hence `--platform linux/amd64`.
 #
 # torch's CUDA wheels bundle the CUDA runtime, cuDNN and NCCL, so a slim Python base is enough: the host
 # (the ECS GPU AMI) provides only the driver. The T4 is sm_75, which the cu126 wheels include.
@@ -37,12 +40,20 @@ ARG BAKED_MODEL_ID=facebook/musicgen-small
 ARG BAKED_MODEL_REVISION=4c8334b02c6ec4e8664a91979669a501ec497792
 RUN python -c "from huggingface_hub import snapshot_download; snapshot_download('${BAKED_MODEL_ID}', revision='${BAKED_MODEL_REVISION}')"
 
+# From here on nothing in the image calls the hub: `from_pretrained` reads the snapshot baked into HF_HOME above
+# and never asks the hub first (a hub outage or a subnet without internet cannot stall a spot attempt), and a
+# model that was not baked fails at once with transformers' offline error instead of downloading gigabytes.
+ENV HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1
+
 # Scratch for the dataset cache and checkpoint staging (a 4.7 GB full fine-tune checkpoint is staged here
 # before its upload): mount the instance's NVMe or give the job a large enough volume.
 RUN useradd --create-home --uid 1000 aurax && mkdir -p /scratch "${HF_HOME}" && chown -R aurax /scratch "${HF_HOME}"
 USER aurax
 ENV TMPDIR=/scratch
 
-# Batch sends SIGTERM to PID 1: `aurax` itself (exec form), which checkpoints and exits 75.
+# Batch sends SIGTERM to PID 1: `aurax` itself (exec form), which checkpoints and exits 75. A job definition's
+# Command is Docker's CMD and is appended to this ENTRYPOINT, so it names the subcommand only (`job train ...`,
+# not `aurax job train ...`); `aurax local` starts every job with the argv composed this way.
 ENTRYPOINT ["aurax"]
 CMD ["--help"]

@@ -1,5 +1,9 @@
-"""Fixtures for the control plane: a moto account with the project's bucket, tables, topic (with an SQS
-subscriber), event bus (with a rule to SQS), Batch queue, and the handlers loaded from functions/."""
+"""Fixtures for the control plane: a moto account with the project's bucket, tables, KMS-encrypted topic (with an
+SQS subscriber), event bus (with a rule to SQS), Batch queue, and the handlers loaded from functions/.
+
+IAM is enforced as on AWS (aurax.local.iam): each handler runs as its function's role, created from
+template.yaml with the template's policies bound to this account's resources, so a handler calling an API its
+role does not grant fails here as it would in Lambda. The test's own set-up and checks are unchecked."""
 
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ import pytest
 from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parents[2]
-BUCKET = "aurax-data-test"
+DEPLOYMENT = "test"
+BUCKET = f"aurax-data-123456789012-us-east-1-{DEPLOYMENT}"  # the template's name for the data bucket
 RUN_TABLE = "aurax-runs"
 IDEMPOTENCY_TABLE = "aurax-idempotency"
 QUEUE_NAME = "aurax-train"
@@ -42,8 +47,23 @@ class FakeContext:
         return 60_000
 
 
+#: Function logical id -> its role ARN in the current `account` (empty outside it).
+_ROLES: dict[str, str] = {}
+
+
+def _function_of(folder: str) -> str:
+    """The template's logical id of the function whose code is functions/<folder>/."""
+    from aurax.local.stack import load_template
+
+    resources = load_template(ROOT / "template.yaml")["Resources"]
+    return next(name for name, resource in resources.items()
+                if resource["Type"] == "AWS::Serverless::Function"
+                and resource["Properties"].get("CodeUri", "").strip("/") == f"functions/{folder}")
+
+
 def load_handler(name: str) -> ModuleType:
-    """functions/<name>/app.py under a unique module name (every handler file is called app.py)."""
+    """functions/<name>/app.py under a unique module name (every handler file is called app.py); its
+    `lambda_handler` runs as the function's role while an `account` is set up."""
     module_name = f"aurax_fn_{name}"
     if module_name in sys.modules:
         return sys.modules[module_name]
@@ -52,6 +72,18 @@ def load_handler(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
+    handler, function = module.lambda_handler, _function_of(name)
+
+    def lambda_handler_as_its_role(event: Any, context: Any) -> Any:
+        from aurax.local.iam import Principal, acting_as
+
+        role = _ROLES.get(function)
+        if role is None:
+            return handler(event, context)
+        with acting_as(Principal(role, f"Lambda function {function}")):
+            return handler(event, context)
+
+    module.lambda_handler = lambda_handler_as_its_role
     return module
 
 
@@ -83,10 +115,12 @@ def _drain(url: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def account() -> Iterator[Account]:
+    from aurax.local.iam import IamEnforcement
+    from aurax.local.stack import deploy_roles
     from aurax_control.aws import reset_clients
     from aurax_control.runtime import reset_runtime
 
-    with mock_aws(config={"batch": {"use_docker": False}}):
+    with mock_aws(config={"batch": {"use_docker": False}}), IamEnforcement() as iam:
         reset_clients()
         reset_runtime()
         boto3.client("s3").create_bucket(Bucket=BUCKET)
@@ -105,17 +139,28 @@ def account() -> Iterator[Account]:
         def arn(url: str) -> str:
             return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
+        key = boto3.client("kms").create_key(Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "kms:*",
+            "Resource": "*"}]}))["KeyMetadata"]["Arn"]  # as the template's AlertTopicKey: IAM policies decide
         sns = boto3.client("sns")
-        topic = sns.create_topic(Name="aurax-alerts")["TopicArn"]
+        topic = sns.create_topic(Name="aurax-alerts", Attributes={"KmsMasterKeyId": key})["TopicArn"]
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn(alerts_q))
         events = boto3.client("events")
         events.create_event_bus(Name="aurax")
         events.put_rule(Name="all", EventBusName="aurax", EventPattern=json.dumps({"source": ["aurax.train-control"]}))
         events.put_targets(Rule="all", EventBusName="aurax", Targets=[{"Id": "q", "Arn": arn(events_q)}])
         queue_arn, job_def = _batch()
-        yield Account(alerts_q, events_q, queue_arn, job_def)
-        reset_clients()
-        reset_runtime()
+        _ROLES.update(deploy_roles(ROOT / "template.yaml", {
+            "RunTable": RUN_TABLE, "IdempotencyTable": IDEMPOTENCY_TABLE, "AlertTopic": topic,
+            "AlertTopic.TopicName": "aurax-alerts", "AlertTopicKey.Arn": key, "EventBus": "aurax",
+            "GpuJobQueue": queue_arn, "FailedEventsQueue.Arn": arn(alerts_q)}, deployment_name=DEPLOYMENT))
+        try:
+            yield Account(alerts_q, events_q, queue_arn, job_def)
+        finally:
+            _ROLES.clear()
+            reset_clients()
+            reset_runtime()
+        assert not iam.denials, "AWS would deny:\n" + "\n".join(d.message for d in iam.denials)
 
 
 def _batch() -> tuple[str, str]:

@@ -96,13 +96,13 @@ def succeed(job: BatchJobRun) -> BatchJobResult:
 
 @dataclass
 class FakeJobs:
-    """Plays each Batch job by its command (`aurax job train ...` -> "train"); attempts are counted per job."""
+    """Plays each Batch job by its command (`job train ...` -> "train"); attempts are counted per job."""
 
     behaviours: dict[str, JobBehaviour | list[JobBehaviour]]
     runs: list[tuple[str, int]] = field(default_factory=list)
 
     def __call__(self, job: BatchJobRun) -> BatchJobResult:
-        stage = job.command[2] if job.command[1] == "job" else job.command[1]
+        stage = job.command[1] if job.command[0] == "job" else job.command[0]
         self.runs.append((stage, job.attempt))
         behaviour = self.behaviours.get(stage, succeed)
         if isinstance(behaviour, list):  # one behaviour per call, the last one repeating
@@ -122,6 +122,9 @@ class Observed:
     events: list[dict[str, Any]]
     jobs: FakeJobs
     stack: LocalStack
+    iam_denials: list[str]
+    """What IAM denied during the run (AWS's AccessDenied messages); the fixture fails a run with any
+    unless the test expects them."""
 
 
 def _drain(queue_url: str) -> list[dict[str, Any]]:
@@ -137,9 +140,10 @@ def _drain(queue_url: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def run_pipeline() -> Iterator[Callable[..., Observed]]:
     with mock_aws(config=MOTO_CONFIG):
-        def run(jobs: FakeJobs, config_text: str | None = None) -> Observed:
-            with patched_moto(jobs):
-                stack = deploy(TEMPLATE)
+        def run(jobs: FakeJobs, config_text: str | None = None, template: dict[str, Any] | None = None,
+                expect_denials: bool = False) -> Observed:
+            with patched_moto(jobs) as local:
+                stack = deploy(TEMPLATE, template=template)
                 sqs = boto3.client("sqs", region_name=REGION)
                 alerts_q = sqs.create_queue(QueueName="alerts")["QueueUrl"]
                 events_q = sqs.create_queue(QueueName="events")["QueueUrl"]
@@ -166,9 +170,12 @@ def run_pipeline() -> Iterator[Callable[..., Observed]]:
                     time.sleep(0.05)
                 history = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
                 entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
-                return Observed(status=described["status"], final_state=entered[-1],
-                                alerts=_drain(alerts_q), events=[b for b in _drain(events_q)], jobs=jobs,
-                                stack=stack)
+                observed = Observed(status=described["status"], final_state=entered[-1],
+                                    alerts=_drain(alerts_q), events=[b for b in _drain(events_q)], jobs=jobs,
+                                    stack=stack, iam_denials=local.iam_denials)
+                assert expect_denials or not observed.iam_denials, "AWS would deny:\n" + "\n".join(
+                    observed.iam_denials)
+                return observed
 
         yield run
 

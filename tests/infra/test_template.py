@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from aurax.cli import build_parser
+from aurax.local.image import ContainerImage
 from aurax_contracts import batch_retry_strategy
 from tests.infra.support import ROOT, TEMPLATE, tool
 
@@ -84,15 +85,23 @@ def test_every_job_retries_an_interrupted_exit_and_a_task_that_failed_to_start(t
             assert batch_retry_action(strategy, BatchJobResult(1, "Essential container in task exited")) == "EXIT"
 
 
-def test_job_commands_are_valid_aurax_invocations(template: dict[str, Any]) -> None:
+def test_each_job_runs_one_valid_aurax_command_as_ecs_composes_it(template: dict[str, Any]) -> None:
+    # ECS runs the image's ENTRYPOINT with the job's command as CMD (Docker appends CMD to an exec-form
+    # ENTRYPOINT): with ENTRYPOINT ["aurax"], a Command starting with `aurax` ran `aurax aurax ...`, which
+    # argparse rejects (exit 2) at the first job of every run.
+    image = ContainerImage.from_dockerfile(ROOT / "Dockerfile")
     parser = build_parser()
     for name, resource in template["Resources"].items():
         if resource["Type"] != "AWS::Batch::JobDefinition":
             continue
-        command = resource["Properties"]["ContainerProperties"]["Command"]
-        assert command[0] == "aurax", name
-        args = [re.sub(r"^Ref::(\w+)$", lambda m: _sample_value(m.group(1)), part) for part in command[1:]]
-        parser.parse_args(args)  # exits (SystemExit) on any unknown flag or missing argument
+        command = [re.sub(r"^Ref::(\w+)$", lambda m: _sample_value(m.group(1)), part)
+                   for part in resource["Properties"]["ContainerProperties"]["Command"]]
+        argv = image.argv(command)
+        assert argv[0] == "aurax", f"{name}: the container runs {argv}"
+        try:
+            parser.parse_args(argv[1:])
+        except SystemExit as exc:
+            raise AssertionError(f"{name}: the container runs {' '.join(argv)}, which the CLI rejects") from exc
 
 
 def _sample_value(parameter: str) -> str:

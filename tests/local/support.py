@@ -16,6 +16,17 @@ from aurax_contracts import batch_retry_strategy
 
 REGION = "us-east-1"
 
+#: What the test role does in these tests, as the state machine (invoke the functions, run Batch jobs .sync)
+#: and as the functions (write to the `data` bucket): the emulation enforces IAM, so it needs exactly this.
+TEST_ROLE_POLICY = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": "arn:aws:lambda:*:*:function:*"},
+    {"Effect": "Allow", "Action": ["batch:SubmitJob", "batch:TerminateJob"], "Resource": "*"},
+    {"Effect": "Allow", "Action": "batch:DescribeJobs", "Resource": "*"},
+    {"Effect": "Allow", "Action": ["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+     "Resource": "arn:aws:events:*:*:rule/StepFunctionsGetEventsForBatchJobsRule"},
+    {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::data/*"},
+]}
+
 
 @dataclass
 class BatchInfra:
@@ -23,7 +34,7 @@ class BatchInfra:
     role_arn: str
 
     def job_definition(self, name: str, command: list[str], environment: dict[str, str] | None = None,
-                       retry: dict[str, Any] | None = None) -> str:
+                       retry: dict[str, Any] | None = None, job_role_arn: str | None = None) -> str:
         batch = boto3.client("batch", region_name=REGION)
         strategy = retry if retry is not None else batch_retry_strategy()
         # The template writes CloudFormation's PascalCase; the API wants camelCase.
@@ -33,6 +44,7 @@ class BatchInfra:
         return batch.register_job_definition(
             jobDefinitionName=name, type="container", retryStrategy=api_strategy,
             containerProperties={"image": "aurax:local", "command": command,
+                                 **({"jobRoleArn": job_role_arn} if job_role_arn else {}),
                                  "resourceRequirements": [{"type": "VCPU", "value": "1"},
                                                           {"type": "MEMORY", "value": "512"}],
                                  "environment": [{"name": k, "value": v} for k, v in (environment or {}).items()]},
@@ -44,6 +56,7 @@ def create_batch_infra() -> BatchInfra:
     iam = boto3.client("iam", region_name=REGION)
     batch = boto3.client("batch", region_name=REGION)
     role = iam.create_role(RoleName="aurax-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    iam.put_role_policy(RoleName="aurax-role", PolicyName="tests", PolicyDocument=json.dumps(TEST_ROLE_POLICY))
     # UNMANAGED: moto launches no instances for it (the job runner does not need any).
     env = batch.create_compute_environment(computeEnvironmentName="aurax-ce", type="UNMANAGED", state="ENABLED",
                                            serviceRole=role)

@@ -4,6 +4,7 @@ test_local_pipeline runs it for real)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def result(end_state: str, tmp_path: Path) -> LocalResult:
         events=[{"detail_type": "AURA-X Decision", "source": "aurax.train-control", "detail": {"decision": DECISION}}],
         batch_attempts=[{"job": "local-go-1-train", "attempt": 1, "exit_code": 75, "seconds": 1.0,
                          "status_reason": "Host EC2 (instance i-0) terminated."}],
-        handler_errors=[], workdir=tmp_path, logs=tmp_path / "logs", seconds=12.0, deploy_seconds=1.0)
+        handler_errors=[], iam_denials=[], workdir=tmp_path, logs=tmp_path / "logs", seconds=12.0, deploy_seconds=1.0)
 
 
 @pytest.mark.parametrize(("end_state", "code"), [("ModelPromoted", 0), ("AbortedJobFailed", 1)])
@@ -66,3 +67,14 @@ def test_progress_display_logs_states_retries_alerts_and_events(capsys):
     err = capsys.readouterr().err
     assert "r-train (attempt 1)" in err and "r-train (attempt 2)  (retried by Batch)" in err
     assert "alert [AURA-X WARNING] r: loss spiked" in err and "warning loss-spike: loss spiked" in err
+
+
+def test_a_denied_request_fails_the_run_even_when_it_reached_its_end(monkeypatch, tmp_path, capsys):
+    denial = ("User: arn:aws:sts::123456789012:assumed-role/r/Decide is not authorized to perform: kms:Decrypt "
+              "on resource: arn:aws:kms:us-east-1:123456789012:key/k")
+    denied = replace(result("ModelPromoted", tmp_path), iam_denials=[denial])
+    monkeypatch.setattr(pipeline, "run_local", lambda *a, **k: denied)
+    monkeypatch.setattr(command, "_Display", lambda: None)
+    assert main(["local"]) == 1
+    out = capsys.readouterr().out
+    assert "UNEXPECTED: run local-go-1" in out and "IAM DENIED (1;" in out and denial in out

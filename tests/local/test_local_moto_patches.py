@@ -69,7 +69,7 @@ class ScriptedRunner:
 
 
 def test_real_handler_runs_with_its_environment_and_batch_retries_an_interruption(batch_infra: BatchInfra):
-    definition = batch_infra.job_definition("train", ["aurax", "job", "train", "--run-uri", "Ref::run_uri",
+    definition = batch_infra.job_definition("train", ["job", "train", "--run-uri", "Ref::run_uri",
                                                       "--until-epoch", "Ref::until_epoch"], {"MODE": "spot"})
     fn = create_function("hello", HANDLER, batch_infra.role_arn, {"GREETING": "sawubona"})
     runner = ScriptedRunner(BatchJobResult(int(JobExit.INTERRUPTED), SPOT_RECLAIM_REASON), BatchJobResult(0))
@@ -83,7 +83,7 @@ def test_real_handler_runs_with_its_environment_and_batch_retries_an_interruptio
     assert output["job"] == {"attempts": 2, "status": "SUCCEEDED"}
     assert [r.attempt for r in runner.runs] == [1, 2]
     first = runner.runs[0]
-    assert first.command == ["aurax", "job", "train", "--run-uri", "s3://bucket/runs/r1", "--until-epoch", "2"]
+    assert first.command == ["job", "train", "--run-uri", "s3://bucket/runs/r1", "--until-epoch", "2"]
     assert first.environment["MODE"] == "spot" and first.environment["AWS_BATCH_JOB_ATTEMPT"] == "1"
     assert first.environment["MANAGED_BY_AWS"] == "STARTED_BY_STEP_FUNCTIONS"
     assert runner.runs[1].environment["AWS_BATCH_JOB_ATTEMPT"] == "2"
@@ -102,7 +102,7 @@ def test_handler_exception_is_caught_by_its_error_name(batch_infra: BatchInfra):
 
 
 def test_exit_code_that_is_not_retryable_fails_the_task_once_with_batch_cause(batch_infra: BatchInfra):
-    definition = batch_infra.job_definition("train", ["aurax", "job", "train"])
+    definition = batch_infra.job_definition("train", ["job", "train"])
     fn = create_function("hello", HANDLER, batch_infra.role_arn, {"GREETING": "hi"})
     runner = ScriptedRunner(BatchJobResult(int(JobExit.DIVERGED), "Essential container in task exited"))
     with patched_moto(runner):
@@ -182,12 +182,17 @@ def test_s3_notification_invokes_the_real_handler(batch_infra: BatchInfra):
 def test_patches_install_and_remove_cleanly(aws: None):
     from moto.awslambda_simple.models import LambdaSimpleBackend
     from moto.batch_simple.models import BatchSimpleBackend
+    from moto.core.botocore_stubber import BotocoreStubber
 
-    before = (LambdaSimpleBackend.invoke, BatchSimpleBackend._mark_job_as_finished)
+    def installed() -> tuple:
+        return (LambdaSimpleBackend.invoke, BatchSimpleBackend._mark_job_as_finished, BotocoreStubber.process_request,
+                threading.Thread.start)
+
+    before = installed()
     for _ in range(2):
         with patched_moto():
-            assert LambdaSimpleBackend.invoke is not before[0]
-    assert (LambdaSimpleBackend.invoke, BatchSimpleBackend._mark_job_as_finished) == before
+            assert all(now is not then for now, then in zip(installed(), before, strict=True))
+    assert installed() == before
 
 
 @pytest.mark.parametrize(("result", "action"), [

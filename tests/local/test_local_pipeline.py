@@ -36,7 +36,7 @@ def test_go_run_survives_a_spot_reclaim_and_promotes_the_model(tmp_path: Path):
     result = run_local("go", keep=tmp_path, timeout_s=600)
 
     assert (result.execution_status, result.end_state) == ("SUCCEEDED", "ModelPromoted"), result.to_json()
-    assert result.handler_errors == []
+    assert result.handler_errors == [] and result.iam_denials == []
     assert [(d["point"], d["outcome"]) for d in result.decisions] == [("decision", "GO"), ("final", "GO")]
     assert all(c["passed"] for c in result.decisions[0]["criteria"])
 
@@ -63,7 +63,7 @@ def test_no_go_run_stops_with_an_abort_report(tmp_path: Path):
     result = run_local("no-go", keep=tmp_path, interrupt=False, timeout_s=600)
 
     assert (result.execution_status, result.end_state) == ("SUCCEEDED", "StoppedNoGo"), result.to_json()
-    assert result.handler_errors == []
+    assert result.handler_errors == [] and result.iam_denials == []
     assert [(d["point"], d["outcome"]) for d in result.decisions] == [("decision", "NO-GO")]
     failed = [c["name"] for c in result.decisions[0]["criteria"] if not c["passed"]]
     assert failed == ["authenticity"]

@@ -17,7 +17,9 @@ EXAMPLES = """examples:
 Deploys template.yaml into moto, runs the real state machine, Lambda handlers and `aurax job` commands
 (tiny MusicGen, synthetic MagnaTagATune, 2 epochs, decision after the first). Without --keep, the HTML
 reports and the logs are copied to ./aurax-<run id>/. Needs the [dev] extra (moto, aws-sam-translator).
-exit codes: 0 the run reached its expected end (GO promoted / NO-GO stopped), 1 it did not."""
+Every AWS request is authorised as the principal that makes it on AWS against the template's policies; a
+denied request fails the run and is printed with the policy to add.
+exit codes: 0 the run reached its expected end (GO promoted / NO-GO stopped) with no request denied, 1 not."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -56,7 +58,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_json(), indent=2, default=str))
     else:
         _summary(result, expected)
-    return 0 if result.end_state == expected and result.execution_status == "SUCCEEDED" else 1
+    return 0 if _reached(result, expected) else 1
+
+
+def _reached(result: Any, expected: str) -> bool:
+    return result.end_state == expected and result.execution_status == "SUCCEEDED" and not result.iam_denials
 
 
 class _Display:
@@ -117,7 +123,7 @@ def _event_line(detail: dict[str, Any]) -> str:
 
 def _summary(result: Any, expected: str) -> None:
     out = sys.stdout
-    ok = result.end_state == expected and result.execution_status == "SUCCEEDED"
+    ok = _reached(result, expected)
     print(f"\n{'OK' if ok else 'UNEXPECTED'}: run {result.run_id} ended in {result.end_state} "
           f"({result.execution_status}{', ' + result.error if result.error else ''}) after {result.seconds:.0f} s",
           file=out)
@@ -142,4 +148,8 @@ def _summary(result: Any, expected: str) -> None:
         print(f"handler errors ({len(result.handler_errors)}; see the logs/lambda folder):", file=out)
         for error in result.handler_errors:
             print(f"  {error[:200]}", file=out)
+    if result.iam_denials:
+        print(f"IAM DENIED ({len(result.iam_denials)}; AWS would deny these, so the run fails):", file=out)
+        for denial in result.iam_denials:
+            print(f"  {denial}", file=out)
     print(f"job and function logs: {result.logs}", file=out)

@@ -30,6 +30,9 @@ ASL, but on its own it cannot run this pipeline: (facts in shared/notes/local-aw
    attempt, RUNNABLE before a retry, SUCCEEDED / FAILED) is put on the default bus as AWS Batch does.
 7. Wait states and Retry intervals really sleep, and `.sync` tasks poll every 0.5 s. Patched: waits and retry
    backoff return at once; `.sync` polls every `sync_poll_seconds`.
+8. moto checks no IAM policy. Unless `enforce_iam=False`, `iam.IamEnforcement` decides every request as the
+   principal that makes it on AWS: each invocation runs as its function's role (`iam.acting_as`), and a job's
+   thread starts as no principal (Batch's own machinery, not the submitter's).
 
 Use `patched_moto(...)` (or `LocalAwsPatches` as a context manager) inside `mock_aws(config=MOTO_CONFIG)`;
 leaving it removes every patch and stops the job threads, so tests can install it many times in one process.
@@ -60,6 +63,8 @@ from types import ModuleType, SimpleNamespace
 from typing import IO, Any, Literal, NamedTuple, Self
 from unittest import mock
 from urllib.parse import quote_plus
+
+from .iam import IamEnforcement, Principal, acting_as
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +105,8 @@ class BatchJobRun:
     timeout_seconds: int | None
     stop_reason: Callable[[], str | None] = field(compare=False, repr=False)
     """The `TerminateJob` reason once someone terminated the job, else None: a runner polls it and stops."""
+    job_role_arn: str | None = None
+    """The job definition's `jobRoleArn`: the role whose credentials the container gets."""
 
 
 class BatchJobResult(NamedTuple):
@@ -190,12 +197,13 @@ class _BatchJobs:
         command = resolve_command(list(overrides.get("command") or container.get("command") or []), parameters)
         timeout = (job.timeout or definition.timeout or {}).get("attemptDurationSeconds")
         spec = {"environment": environment, "parameters": parameters, "command": command,
-                "timeout_seconds": int(timeout) if timeout else None}
+                "timeout_seconds": int(timeout) if timeout else None, "job_role_arn": container.get("jobRoleArn")}
         thread = threading.Thread(target=self._run, args=(job, spec), name=f"aurax-batch-{job.job_name}",
                                   daemon=True)
         self._jobs.append(job)
         self._threads.append(thread)
-        thread.start()
+        with acting_as(None):  # the job is Batch's from here on, not the submitter's
+            thread.start()
 
     def _run(self, job: Any, spec: dict[str, Any]) -> None:
         strategy = job.job_definition.retry_strategy
@@ -214,7 +222,7 @@ class _BatchJobs:
                 environment={**spec["environment"], "AWS_BATCH_JOB_ID": job.job_id,
                              "AWS_BATCH_JOB_ATTEMPT": str(attempt), "AWS_BATCH_JQ_NAME": job.job_queue.name},
                 parameters=spec["parameters"], timeout_seconds=spec["timeout_seconds"],
-                stop_reason=lambda: job.job_stopped_reason if job.stop else None)
+                stop_reason=lambda: job.job_stopped_reason if job.stop else None, job_role_arn=spec["job_role_arn"])
             attempt_started = time.monotonic()
             try:
                 result = self.runner(run)
@@ -491,7 +499,9 @@ class _InProcessLambda:
         started = time.monotonic()
         error: BaseException | None = None
         log_file = self._log_file(fn.function_name)
-        with self._lock, _environment(env), _LOG_ROUTER.to(log_file) if log_file else nullcontext():
+        role = Principal(fn.role, f"Lambda function {fn.function_name}")
+        with self._lock, _environment(env), _LOG_ROUTER.to(log_file) if log_file else nullcontext(), \
+                acting_as(role):
             try:
                 handler = self._handler(fn)
                 context = LambdaContext(fn.function_name, fn.function_arn, int(fn.memory_size), int(fn.timeout))
@@ -600,9 +610,11 @@ class LocalAwsPatches:
     """Installs every patch on enter and removes them on exit (see the module docstring)."""
 
     def __init__(self, batch_runner: BatchRunner = always_succeed, *, instant_waits: bool = True,
-                 sync_poll_seconds: float = 0.05, lambda_log_dir: Path | None = None) -> None:
+                 sync_poll_seconds: float = 0.05, lambda_log_dir: Path | None = None,
+                 enforce_iam: bool = True) -> None:
         self.batch = _BatchJobs(batch_runner)
         self.lambdas = _InProcessLambda(lambda_log_dir)
+        self.iam = IamEnforcement() if enforce_iam else None
         self.instant_waits = instant_waits
         self.sync_poll_seconds = sync_poll_seconds
         self._stack = ExitStack()
@@ -614,6 +626,14 @@ class LocalAwsPatches:
     @property
     def batch_attempts(self) -> list[BatchAttemptRecord]:
         return self.batch.attempts
+
+    @property
+    def iam_denials(self) -> list[str]:
+        """Every request IAM denied so far, as AWS's AccessDenied message, and every request the emulation could
+        not decide (empty without enforcement)."""
+        if self.iam is None:
+            return []
+        return [d.message for d in self.iam.denials] + [f"undecided: {u}" for u in self.iam.undecided]
 
     def __enter__(self) -> Self:
         from moto.awslambda.models import LambdaFunction
@@ -665,6 +685,8 @@ class LocalAwsPatches:
                         mock.patch.object(retrier_decl, "time", SimpleNamespace(sleep=lambda seconds: None))]
         for patch in patches:
             self._stack.enter_context(patch)
+        if self.iam is not None:
+            self._stack.enter_context(self.iam)
         self._stack.callback(self.lambdas.close)
         self._stack.callback(self.batch.stop_all)  # runs first: stop the jobs while the patches still hold
         return self
@@ -675,11 +697,13 @@ class LocalAwsPatches:
 
 @contextmanager
 def patched_moto(batch_runner: BatchRunner = always_succeed, *, instant_waits: bool = True,
-                 sync_poll_seconds: float = 0.05, lambda_log_dir: Path | None = None) -> Iterator[LocalAwsPatches]:
+                 sync_poll_seconds: float = 0.05, lambda_log_dir: Path | None = None,
+                 enforce_iam: bool = True) -> Iterator[LocalAwsPatches]:
     """`with mock_aws(config=MOTO_CONFIG), patched_moto(runner) as local: ...`
 
     `lambda_log_dir`: write each function's stdout (its Powertools logs and metrics) to `<function>.log`
-    there instead of this process's stdout."""
+    there instead of this process's stdout. `enforce_iam`: authorise every request as its principal (see
+    `iam`); only the tests of the patches themselves turn it off."""
     with LocalAwsPatches(batch_runner, instant_waits=instant_waits, sync_poll_seconds=sync_poll_seconds,
-                         lambda_log_dir=lambda_log_dir) as p:
+                         lambda_log_dir=lambda_log_dir, enforce_iam=enforce_iam) as p:
         yield p

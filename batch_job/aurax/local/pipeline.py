@@ -4,7 +4,11 @@ on AWS, in the in-process emulation.
 - `template.yaml` is deployed into moto (`stack.deploy`); the state machine runs under moto's interpreter.
 - Lambda tasks, the S3-triggered monitor and the EventBridge-triggered ledger run the real handlers in this
   process; the schedules (cost ledger, idle watch) fire every few seconds instead of every 10-15 minutes.
-- Batch jobs run `aurax job ...` as subprocesses that reach the emulated S3 through `endpoint`.
+- Batch jobs run as subprocesses started with the argv ECS would build from the Dockerfile's ENTRYPOINT and
+  the job's command (`aurax job ...`), with their job role's credentials; they reach the emulated S3
+  through `endpoint`.
+- Every AWS request is authorised as its principal against the template's policies (`iam`): a denied
+  request fails the run, even when its caller carried on.
 - A synthetic MagnaTagATune is put in the data bucket; the run uses the tiny MusicGen, 2 epochs with the
   decision after the first, and one injected spot reclaim mid-epoch in the first training job.
 - Alerts are read from an SQS queue subscribed to the alert topic, events from an SQS queue behind a rule
@@ -42,6 +46,7 @@ from ..ops.start import start_run
 from ..ops.status import RunStatusView, UnknownRun, load_status
 from .batch_runner import SubprocessRunner
 from .endpoint import EmulatorEndpoint
+from .image import ContainerImage
 from .moto_patches import MOTO_CONFIG, BatchJobRun, LocalAwsPatches, patched_moto
 from .stack import ACCOUNT_ID, REGION, LocalStack, deploy
 from .synthetic_mtat import eligible, write_mtat
@@ -93,7 +98,7 @@ class SpotInterruption:
 
     @staticmethod
     def _is_train(run: BatchJobRun) -> bool:
-        return run.command[1:3] == ["job", "train"]
+        return run.command[:2] == ["job", "train"]
 
     def environment(self, run: BatchJobRun) -> dict[str, str]:
         if self._is_train(run) and not self.fired.is_set() and run.attempt == 1:
@@ -148,6 +153,8 @@ class LocalResult:
     handler_errors: list[str]
     """Every Lambda invocation that raised, as `function: ErrorType: message` (some are expected, e.g. a
     BadConfigError the state machine catches)."""
+    iam_denials: list[str]
+    """Every AWS request IAM denied, as AWS's AccessDenied message with the fix (any one fails the run)."""
     workdir: Path
     """Where the artefacts are: the --keep folder, or the folder the reports and logs were copied to."""
     logs: Path
@@ -165,7 +172,8 @@ class LocalResult:
                 "end_state": self.end_state, "error": self.error, "outcome": self.outcome,
                 "decisions": self.decisions, "reports": [str(p) for p in self.reports], "alerts": self.alerts,
                 "events": self.events, "batch_attempts": self.batch_attempts,
-                "handler_errors": self.handler_errors, "workdir": str(self.workdir),
+                "handler_errors": self.handler_errors, "iam_denials": self.iam_denials,
+                "workdir": str(self.workdir),
                 "logs": str(self.logs), "seconds": round(self.seconds, 1),
                 "deploy_seconds": round(self.deploy_seconds, 1)}
 
@@ -271,7 +279,8 @@ class _Emulation:
 def _emulation(workdir: Path, template: Path) -> Iterator[_Emulation]:
     """moto, the endpoint for the jobs, the patches, the deployed stack and the subscribers."""
     with _mock_aws(), EmulatorEndpoint() as endpoint:
-        runner = SubprocessRunner(endpoint.url, workdir / "logs", scratch_dir=workdir / "scratch", extra_env={
+        image = ContainerImage.from_dockerfile(template.resolve().parent / "Dockerfile")
+        runner = SubprocessRunner(endpoint.url, workdir / "logs", image, scratch_dir=workdir / "scratch", extra_env={
             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "AURAX_DEVICE": "cpu",
             "AURAX_IMDS_ENDPOINT": "off"})  # a laptop has no instance metadata service
         with patched_moto(runner, lambda_log_dir=workdir / "logs" / "lambda") as patches:
@@ -376,6 +385,7 @@ def run_local(variant: Variant = "go", *, keep: Path | None = None, report_dir: 
                                 for a in em.patches.batch_attempts],
                 handler_errors=[f"{i.function_name}: {i.error_type}: {i.error_message}"
                                 for i in em.patches.lambda_invocations if i.error_type],
+                iam_denials=em.patches.iam_denials,
                 workdir=kept, logs=kept / "logs", seconds=time.monotonic() - started,
                 deploy_seconds=em.deploy_seconds)
 

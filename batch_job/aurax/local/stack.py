@@ -15,9 +15,12 @@ Everything here must run inside `mock_aws(config=MOTO_CONFIG)`.
 
 from __future__ import annotations
 
+import copy
+import functools
 import io
 import json
 import logging
+import re
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -28,6 +31,8 @@ from typing import Any
 
 import boto3
 import yaml
+
+from .iam import name_template_roles
 
 logger = logging.getLogger(__name__)
 
@@ -250,11 +255,13 @@ def _bucket_extras(translated: dict[str, Any], stack: LocalStack, functions_arn:
 
 
 def deploy(template_path: Path, stack_name: str = "aurax-local", *, deployment_name: str = "local",
-           code_overrides: Mapping[str, Path] | None = None, budget_usd: float = 600.0) -> LocalStack:
+           code_overrides: Mapping[str, Path] | None = None, budget_usd: float = 600.0,
+           template: dict[str, Any] | None = None) -> LocalStack:
     """Deploy the template into the emulation. `code_overrides` maps a function's logical id to another code
-    folder (tests deploy stub handlers with it)."""
+    folder (tests deploy stub handlers with it); `template`, when given, is deployed instead of the file's
+    content (tests deploy an edited copy), with paths still relative to `template_path`'s folder."""
     root = template_path.resolve().parent
-    template = load_template(template_path)
+    template = copy.deepcopy(template) if template is not None else load_template(template_path)
     _upload_code(template, root, code_overrides or {})
     machines = _inline_definitions(template, root)
     subnet, group = _network()
@@ -274,7 +281,74 @@ def deploy(template_path: Path, stack_name: str = "aurax-local", *, deployment_n
                          Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
                          Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"])
         stack = _described(cfn, stack_name, parameters)
+    name_template_roles(stack.resources, translated)
     return _finish(stack, template, translated, machines)
+
+
+def _bind(value: Any, names: Mapping[str, str]) -> Any:
+    """Replace each `Ref X`, `GetAtt X.Y` and `${X}` / `${X.Y}` in `Fn::Sub` naming a resource with its value
+    in `names` (keyed `X` or `X.Y`); a resource not in `names` becomes `aurax-unbound-X`, which no request names."""
+    def bound(key: str) -> str:
+        return names.get(key, f"aurax-unbound-{key.split('.')[0]}")
+
+    if isinstance(value, list):
+        return [_bind(v, names) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Ref"} and not str(value["Ref"]).startswith("AWS::") and value["Ref"] != "DeploymentName":
+        return bound(value["Ref"])
+    if set(value) == {"Fn::GetAtt"}:
+        target = value["Fn::GetAtt"]
+        return bound(".".join(target) if isinstance(target, list) else target)
+    if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        text = re.sub(r"\$\{([A-Za-z0-9]+(?:\.[A-Za-z0-9]+)?)\}",
+                      lambda m: m.group(0) if m.group(1) == "DeploymentName" else bound(m.group(1)),
+                      value["Fn::Sub"].replace("${AWS::", "${AWS__"))
+        return {"Fn::Sub": text.replace("${AWS__", "${AWS::")}
+    return {k: _bind(v, names) for k, v in value.items()}
+
+
+@functools.lru_cache(maxsize=4)
+def _translated_roles(template_path: Path, mtime_ns: int, deployment_name: str) -> dict[str, Any]:
+    """The translated template, for its roles (translating takes a second: tests share it while the file is
+    unchanged)."""
+    template = load_template(template_path)
+    for resource in template["Resources"].values():  # code locations do not matter for the roles
+        properties = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if key in properties:
+                properties[key] = "s3://aurax-unused/code.zip"
+        if "DefinitionUri" in properties:
+            properties.pop("DefinitionUri")
+            properties["Definition"] = {"StartAt": "Unused", "States": {"Unused": {"Type": "Pass", "End": True}}}
+    parameters = {"DeploymentName": deployment_name, "JobImageUri": LOCAL_IMAGE_URI}
+    return _translate(template, {**parameters, "AWS::Region": REGION, "AWS::AccountId": ACCOUNT_ID})
+
+
+def deploy_roles(template_path: Path, names: Mapping[str, str], *, deployment_name: str,
+                 stack_name: str = "aurax-roles") -> dict[str, str]:
+    """Create only the template's IAM roles, their references to the stack's other resources bound to `names`
+    (`LogicalId` or `LogicalId.Attribute` -> the value CloudFormation would give): the roles, with the template's
+    policies, of resources a test made itself. Returns the owner of each role (e.g. `DecideFunction`, `JobRole`)
+    -> its ARN. Inside `mock_aws`."""
+    translated = copy.deepcopy(_translated_roles(template_path.resolve(), template_path.stat().st_mtime_ns,
+                                                 deployment_name))
+    roles = {logical_id: _bind(resource, names) for logical_id, resource in translated["Resources"].items()
+             if resource["Type"] == "AWS::IAM::Role"}
+    cfn = boto3.client("cloudformation", region_name=REGION)
+    body = {"Parameters": {"DeploymentName": {"Type": "String"}}, "Resources": roles}
+    with _quiet_moto():
+        cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(body), Capabilities=["CAPABILITY_IAM"],
+                         Parameters=[{"ParameterKey": "DeploymentName", "ParameterValue": deployment_name}])
+    physical = _described(cfn, stack_name, {}).resources
+    name_template_roles(physical, translated)
+    iam = boto3.client("iam", region_name=REGION)
+    owners = {}
+    for logical_id in roles:
+        owner = logical_id.removesuffix("Role") if logical_id.removesuffix("Role") in translated["Resources"] \
+            else logical_id
+        owners[owner] = iam.get_role(RoleName=physical[logical_id])["Role"]["Arn"]
+    return owners
 
 
 @contextmanager
