@@ -43,16 +43,15 @@ LOAD = textwrap.dedent("""
 
 
 def _bake(hf_home: Path, model_id: str) -> None:
-    """What `snapshot_download` leaves in HF_HOME: the hub cache's refs/main and snapshots/<commit> (a tiny model
-    stands in for the real weights)."""
+    """What `snapshot_download(model_id, revision=<commit>)` leaves in HF_HOME for the pinned revision: the hub
+    cache's snapshots/<commit>, and no refs/main (a commit hash names no branch). A tiny model stands in for the
+    real weights."""
     from aurax.model import load_musicgen
     from aurax_contracts import TINY_MODEL_ID
+    from aurax_contracts.config import MUSICGEN_SMALL_REVISION
 
-    commit = "0123456789abcdef0123456789abcdef01234567"
     repo = hf_home / "hub" / f"models--{model_id.replace('/', '--')}"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-    load_musicgen(TINY_MODEL_ID).save_pretrained(repo / "snapshots" / commit)
+    load_musicgen(TINY_MODEL_ID).save_pretrained(repo / "snapshots" / MUSICGEN_SMALL_REVISION)
 
 
 def _load_in_image_env(hf_home: Path, model_id: str) -> subprocess.CompletedProcess[str]:
