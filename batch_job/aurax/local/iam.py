@@ -48,6 +48,8 @@ from unittest import mock
 from urllib.parse import unquote, urlparse
 from xml.sax.saxutils import escape
 
+from .environ import threads_inherit_context
+
 logger = logging.getLogger(__name__)
 
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -596,8 +598,7 @@ class IamEnforcement:
             return original(stubber, request)
 
         self._stack.enter_context(mock.patch.object(BotocoreStubber, "process_request", process_request))
-        self._stack.enter_context(mock.patch.object(threading.Thread, "start", _start_inheriting_caller(
-            threading.Thread.start)))
+        self._stack.enter_context(threads_inherit_context())
         for patch in _state_machine_client_patches():
             self._stack.enter_context(patch)
         self._stack.callback(_SESSIONS.clear)
@@ -766,25 +767,6 @@ class IamEnforcement:
 
 def _default_version(policy: Any) -> str:
     return str(next(v.document for v in policy.versions if v.is_default))
-
-
-def _start_inheriting_caller(original: Callable[[threading.Thread], None]) -> Callable[[threading.Thread], None]:
-    """`Thread.start` whose thread runs as the principal of the thread that started it (a handler's threads,
-    e.g. boto3's managed transfers, act with the function's credentials, as they would in Lambda)."""
-
-    def start(thread: threading.Thread) -> None:
-        caller = _CALLER.get()
-        if caller is not None:
-            run = thread.run
-
-            def run_as_caller() -> None:
-                with acting_as(caller):
-                    run()
-
-            thread.run = run_as_caller  # type: ignore[method-assign]
-        original(thread)
-
-    return start
 
 
 def _state_machine_client_patches() -> list[Any]:

@@ -46,7 +46,6 @@ import importlib.util
 import io
 import json
 import logging
-import os
 import sys
 import tempfile
 import threading
@@ -64,6 +63,7 @@ from typing import IO, Any, Literal, NamedTuple, Self
 from unittest import mock
 from urllib.parse import quote_plus
 
+from .environ import function_environment, isolated_environ
 from .iam import IamEnforcement, Principal, acting_as
 
 logger = logging.getLogger(__name__)
@@ -357,20 +357,6 @@ class LambdaInvocation:
     seconds: float
 
 
-@contextmanager
-def _environment(variables: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 class _LogRouter(io.TextIOBase):
     """The stdout a handler runs with when logs go to files: writes go to the log file of the function being
     invoked. Powertools binds its logging handler to stdout once per service name, at the first import, and
@@ -408,9 +394,10 @@ _LOG_ROUTER = _LogRouter()
 class _InProcessLambda:
     """Runs the deployed code of a moto Lambda function in this process.
 
-    Invocations are serialised (one lock) because a function's environment is applied to `os.environ` while
-    it runs; the lock is re-entrant so a handler whose call triggers another function (an S3 notification)
-    does not deadlock.
+    Each invocation sees its function's environment variables and no other thread does (`aurax.local.environ`).
+    Invocations are serialised (one lock) because the log router sends the process's one stdout to the file of
+    the function running; the lock is re-entrant so a handler whose call triggers another function (an S3
+    notification) does not deadlock.
     """
 
     def __init__(self, log_dir: Path | None = None) -> None:
@@ -500,7 +487,7 @@ class _InProcessLambda:
         error: BaseException | None = None
         log_file = self._log_file(fn.function_name)
         role = Principal(fn.role, f"Lambda function {fn.function_name}")
-        with self._lock, _environment(env), _LOG_ROUTER.to(log_file) if log_file else nullcontext(), \
+        with self._lock, function_environment(env), _LOG_ROUTER.to(log_file) if log_file else nullcontext(), \
                 acting_as(role):
             try:
                 handler = self._handler(fn)
@@ -685,6 +672,7 @@ class LocalAwsPatches:
                         mock.patch.object(retrier_decl, "time", SimpleNamespace(sleep=lambda seconds: None))]
         for patch in patches:
             self._stack.enter_context(patch)
+        self._stack.enter_context(isolated_environ())
         if self.iam is not None:
             self._stack.enter_context(self.iam)
         self._stack.callback(self.lambdas.close)

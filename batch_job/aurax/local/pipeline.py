@@ -110,7 +110,7 @@ class SpotInterruption:
         if self.fired.is_set() or self.target != (run.job_id, run.attempt):
             return False
         bucket, prefix = self.checkpoints_prefix
-        if self._s3 is None:  # made once: making a client reads os.environ, which in-process Lambdas change
+        if self._s3 is None:  # made once, not on every poll
             self._s3 = boto3.client("s3", region_name=REGION)
         s3 = self._s3
         try:
@@ -304,7 +304,6 @@ def _watch(em: _Emulation, run_id: str, execution_arn: str, deadline: float, sch
            clock: Callable[[], datetime]) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """Poll the execution to its end, firing the schedules and reporting progress; returns the execution's
     description and every alert and event received."""
-    # Clients are made once: making one reads os.environ, which an in-process Lambda invocation changes meanwhile.
     sfn, ddb, lam, batch = em.client("stepfunctions"), em.client("dynamodb"), em.client("lambda"), em.client("batch")
     alerts: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
