@@ -70,6 +70,9 @@ class CheckpointManifest(Contract):
     world_size: Annotated[int, Field(ge=1)] = 1
     val_loss: Annotated[float, Field(ge=0)] | None = None
     """Validation loss measured at this checkpoint (epoch-end checkpoints); the evaluation reports it."""
+    baseline_val_loss: Annotated[float, Field(ge=0)] | None = None
+    """Validation loss of the untouched model, measured once before the first optimizer step and carried into
+    every later checkpoint (None when the dataset has no validation split); the decision's relative criterion."""
     files: dict[str, CheckpointFile] = Field(min_length=1)
     trigger: Literal["interval", "steps", "epoch", "interruption", "final"]
     code_version: str
