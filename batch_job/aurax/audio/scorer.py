@@ -60,7 +60,7 @@ def score(samples: np.ndarray, sr: int, config: AnalysisConfig | None = None,
     cfg = config.score
     audio = resample(samples, sr, SCORE_SR)
     power = stft_power(audio, WINDOW, HOP)
-    tempo = estimate_tempo(power, cfg.tempo_min_clarity)
+    tempo = estimate_tempo(power, cfg.tempo_min_clarity, cfg.tempo_min_pulse_db)
     components = {
         "log_drum": _log_drum_component(detection, cfg),
         "tempo": tempo_component(tempo, cfg) if tempo is not None else 0.0,
@@ -98,7 +98,7 @@ def _autocorrelation(x: np.ndarray) -> np.ndarray:
     return acf / acf[0] if acf[0] > 0 else np.zeros(n)
 
 
-def estimate_tempo(power: np.ndarray, min_clarity: float) -> float | None:
+def estimate_tempo(power: np.ndarray, min_clarity: float, min_pulse_db: float) -> float | None:
     """Octave-free tempo in [80, 160) BPM from the onset envelope's autocorrelation, or None without a pulse.
 
     Each candidate's salience sums the autocorrelation at its beat, half-beat and two-beat lags, so the
@@ -108,6 +108,10 @@ def estimate_tempo(power: np.ndarray, min_clarity: float) -> float | None:
     of an uncorrelated sequence of N values has standard deviation 1/sqrt(N) at each lag; Box & Jenkins,
     "Time Series Analysis", Bartlett's formula). Measured on such audio the peak stays below 4.5 of those
     units; synthesised grooves reach 15-30. A peak below `min_clarity` units is no tempo.
+
+    The autocorrelation is blind to scale, so a pulse must also be strong: the root of the envelope's weighted
+    mean autocovariance at the best candidate's lags (its periodic part, in dB) at least `min_pulse_db`
+    (sustained chords whose partials beat give a periodic envelope of under 0.2 dB; grooves 1.5-3 dB).
     """
     envelope = onset_envelope(power)
     if envelope.size < 4 or not np.any(envelope > 0):
@@ -120,7 +124,11 @@ def estimate_tempo(power: np.ndarray, min_clarity: float) -> float | None:
         positions = lags * factor
         valid = positions < acf.size - 1
         salience[valid] += weight * np.interp(positions[valid], np.arange(acf.size), acf)
-    if salience.max() < min_clarity * pulse_noise_floor(envelope.size):
+    peak = float(salience.max())
+    if peak < min_clarity * pulse_noise_floor(envelope.size):
+        return None
+    total_weight = sum(weight for _, weight in SALIENCE_LAGS)
+    if np.sqrt(peak * float(envelope.var()) / total_weight) < min_pulse_db:
         return None
     return float(candidates[int(np.argmax(salience))])
 
