@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -228,3 +229,17 @@ def test_end_to_end_on_s3(s3: None, tmp_path: Path) -> None:
     assert {"report.json", "report.html", "clips/treatment-0000.wav", "clips/control-0000.wav",
             "clips/treatment-0000.json", "clips/control-0000.json"} <= names
     assert sum(n.startswith("plots/") for n in names) == 4  # no metrics in this run: no loss curves
+
+
+def test_aurax_generate_gives_an_evaluation_clip_again(local_run: dict[str, str], report: EvalReport,
+                                                       tmp_path: Path) -> None:
+    clip = next(c for c in report.clips if c.arm == "treatment" and c.index == 3)
+    out = tmp_path / "listen"
+    code = main(["generate", "--checkpoint", f"{local_run['run_uri']}/checkpoints", "--config",
+                 local_run["config_uri"], "--prompt", clip.prompt, "--seeds", str(clip.seed), "--out", str(out)])
+    assert code == 0
+    again, _ = soundfile.read(out / f"0000-seed{clip.seed}.wav")
+    original, _ = soundfile.read(io.BytesIO(storage.read_bytes(f"{local_run['eval_uri']}/{clip.audio}")))
+    assert np.max(np.abs(again - original)) <= 1 / 32768  # the same draw, within one 16-bit step
+    index = json.loads((out / "clips.json").read_text())
+    assert index["clips"][0]["score"] == pytest.approx(clip.score, abs=0.01)
