@@ -194,7 +194,7 @@ class ComputeConfig(Contract):
 
 
 class EvaluationConfig(Contract):
-    """How the decision evaluation generates and scores clips (docs/scoring.md, "Evaluation prompts")."""
+    """How the decision evaluation generates and scores clips (docs/operations.md, "The decision")."""
 
     prompts: list[Annotated[str, Field(min_length=3, max_length=500)]] = Field(
         default_factory=lambda: list(DEFAULT_PROMPTS))
