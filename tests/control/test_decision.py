@@ -138,3 +138,27 @@ def test_criterion_line_formats_each_kind() -> None:
     assert lines["authenticity"].startswith("[pass] authenticity: 45.0% (95% interval")
     assert "needs > +0.0%" in lines["beats_control"] and "needs <= 0 clips" in lines["finite_audio"]
     assert "$10.00" in lines["cost"] and "needs <= 3.5" in lines["val_loss"]
+
+
+def _with_sets(tags: tuple[int, int], prose: tuple[int, int]):  # type: ignore[no-untyped-def]
+    """A NO-GO report whose prompt sets have (treatment, control) authentic counts of 100 pairs each."""
+    from aurax_contracts.evaluation import PromptSetSummary
+
+    def summary(name: str, t: int, c: int) -> PromptSetSummary:
+        return PromptSetSummary(prompt_set=name, prompts=[name], treatment=arm("t", t), control=arm("c", c),  # type: ignore[arg-type]
+                                comparison=comparison(t, c, 100))
+
+    report = eval_report(authentic=20, control=10).model_copy(update={
+        "prompt_sets": [summary("amapiano", *prose), summary("in-distribution", *tags)]})
+    return decide(report, 10.0, CONFIG, T0)
+
+
+def test_a_no_go_tells_unlearnt_from_out_of_distribution_prompts() -> None:
+    from aurax_contracts import AbortReason
+    from aurax_control.report import suggestions
+
+    learnt = suggestions(AbortReason.NO_GO, None, None, None, _with_sets(tags=(30, 10), prose=(10, 10)))
+    assert any("prose prompts are outside the captions it was trained on" in s for s in learnt)
+    unlearnt = suggestions(AbortReason.NO_GO, None, None, None, _with_sets(tags=(11, 10), prose=(9, 10)))
+    assert any("the model did not learn the target from this data" in s for s in unlearnt)
+    assert not any("outside the captions" in s for s in unlearnt)
