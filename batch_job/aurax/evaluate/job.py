@@ -50,7 +50,7 @@ from ..train.interrupts import Cause, ImdsClient, InterruptWatch, Placement, rea
 from ..version import code_version
 from . import plots
 from .clips import ClipStore, clip_key
-from .generate import ClipGenerator, ClipSpec, Interrupted, SamplingSettings, clip_specs
+from .generate import ClipGenerator, ClipSpec, GeneratedClip, Interrupted, SamplingSettings, clip_specs
 from .html import render_report
 from .summary import by_prompt, by_prompt_set, summarise_group
 
@@ -178,7 +178,7 @@ class _Writers:
         self.in_flight: list[list[Future[ClipScore]]] = []
         self.written: list[ClipScore] = []
 
-    def submit(self, arm: Arm, clips: list, keys: dict[int, str]) -> None:
+    def submit(self, arm: Arm, clips: list[GeneratedClip], keys: dict[int, str]) -> None:
         threshold = self.config.evaluation.score_threshold
         self.in_flight.append([self.pool.submit(self.store.write, arm, clip, keys[clip.spec.index], threshold,
                                                 self.analysis, self.attempt) for clip in clips])
@@ -218,9 +218,8 @@ def _device_name(device: torch.device) -> str:
     return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device.type
 
 
-def _release(model: MusicgenForConditionalGeneration | None, device: torch.device) -> None:
-    """Free a model's memory (returns None to assign over the last reference)."""
-    del model
+def _free_memory(device: torch.device) -> None:
+    """Give back the memory of a model whose last reference was just dropped."""
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -313,8 +312,11 @@ def run_evaluation(config: RunConfig, *, run_uri: str, dataset_uri: str, point: 
                     if pending and watch.pending() is None:
                         if model is None:
                             model = load_musicgen(config.model.model_id, attention=config.model.attention)
-                        generation = _generate_arm(arm, model, pending, config, keys[arm], writers, watch, device)
-                    model = _release(model, device)  # one model in memory at a time
+                        info = _generate_arm(arm, model, pending, config, keys[arm], writers, watch, device)
+                        generation = info if generation is None else \
+                            info.model_copy(update={"seconds": generation.seconds + info.seconds})
+                    model = None  # one model in memory at a time
+                    _free_memory(device)
                 if (cause := watch.pending()) is not None:
                     raise Interrupted(f"stop asked for ({cause.record_cause})")
             except Interrupted:
