@@ -9,7 +9,7 @@ import pytest
 from aurax_contracts import AbortReason, CostLedger, RunConfig, RunState
 from aurax_contracts.config import BudgetConfig
 from aurax_control import cost, idle, report
-from aurax_control.decision import decide, describe
+from aurax_control.decision import decide
 
 from .evals import eval_report
 from .records import T0

@@ -19,7 +19,7 @@ from scipy.stats import binomtest
 from aurax import storage
 from aurax.cli import main
 from aurax.evaluate.clips import ClipRecord
-from aurax.evaluate.job import eval_uri, read_loss_curves, run_evaluation
+from aurax.evaluate.job import eval_uri, read_loss_curves
 from aurax_contracts import EvalReport, RunConfig, RunLayout, parse_metric_line
 from aurax_control.stats import wilson_interval
 from tests.evaluate.fixtures import (
