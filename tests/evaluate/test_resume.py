@@ -27,7 +27,6 @@ from aurax_control.decision import evaluation_criteria
 from tests.evaluate.fixtures import tiny_config, write_checkpoint, write_dataset
 
 CLIPS = 8
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _prepare(tmp: Path, run_id: str, config: RunConfig) -> dict[str, str]:
@@ -60,8 +59,7 @@ def test_sigterm_keeps_finished_clips_exits_75_and_the_retry_resumes_without_reg
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     config = tiny_config(run_id="resume-run", clips=CLIPS, batch=2)
     run = _prepare(tmp_path / "a", "resume-run", config)
-    env = {**os.environ, "AURAX_IMDS_ENDPOINT": "off", "AWS_BATCH_JOB_ATTEMPT": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "AURAX_IMDS_ENDPOINT": "off", "AWS_BATCH_JOB_ATTEMPT": "1", "OMP_NUM_THREADS": "1"}
     job = subprocess.Popen([sys.executable, "-m", "aurax.cli", *_args(run)], env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     try:
