@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,6 +45,83 @@ def test_other_material_scores_well_below_amapiano(name: str, amapiano: float) -
     assert not result.authentic
     assert result.score <= amapiano - 40.0, (name, result.components)
     assert result.components["log_drum"] == 0.0
+
+
+#: The cases of docs/scoring.md's reference table, by the name in its `case` column.
+REFERENCE: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
+    "amapiano": lambda rng: synth.amapiano_groove(SR, SECONDS, rng),
+    "house": lambda rng: synth.house_groove(SR, SECONDS, rng),
+    "rock": lambda rng: synth.rock_groove(SR, SECONDS, rng),
+    "hiphop": lambda rng: synth.hiphop_groove(SR, SECONDS, rng),
+    "ambient-pads": lambda rng: synth.ambient_pads(SR, SECONDS, rng),
+    "white-noise": lambda rng: synth.white_noise(SR, SECONDS, rng),
+    "pink-noise": lambda rng: synth.pink_noise(SR, SECONDS, rng),
+    "brown-noise": lambda rng: synth.brown_noise(SR, SECONDS, rng),
+    "drone": lambda rng: synth.drone(SR, 55.0, SECONDS),
+    "sustained-chord": lambda rng: synth.sustained_chord(SR, (57, 60, 64, 67, 71), SECONDS),
+    "random-clicks": lambda rng: synth.random_clicks(SR, SECONDS, rng),
+    "silence": lambda rng: synth.silence(SR, SECONDS),
+}
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "scoring.md"
+
+
+def documented_reference() -> dict[str, tuple[float, float, float | None]]:
+    """case -> (lowest score, highest score, tempo or None) from docs/scoring.md's reference table."""
+    rows = re.findall(r"^\| [^|]+ \| `([a-z-]+)` \| (\d+)(?:-(\d+))? \| (\d+|none) \|$", DOCS.read_text(), re.M)
+    return {case: (float(low), float(high or low), None if tempo == "none" else float(tempo))
+            for case, low, high, tempo in rows}
+
+
+def test_the_documented_table_covers_every_reference_case() -> None:
+    assert set(documented_reference()) == set(REFERENCE)
+
+
+@pytest.mark.parametrize("case", sorted(REFERENCE))
+def test_documented_reference_scores(case: str) -> None:
+    low, high, tempo = documented_reference()[case]
+    for seed in range(20, 24):
+        result = score(REFERENCE[case](np.random.default_rng(seed)), SR)
+        assert low <= result.score <= high, (case, seed, result.score, result.components)
+        if tempo is None:
+            assert result.tempo_bpm is None and result.components["tempo"] == result.components["shakers"] == 0.0
+        else:
+            assert result.tempo_bpm == pytest.approx(tempo, abs=1.5)
+
+
+PULSELESS = {
+    "white": lambda rng, seconds: synth.white_noise(SR, seconds, rng),
+    "pink": lambda rng, seconds: synth.pink_noise(SR, seconds, rng),
+    "brown": lambda rng, seconds: synth.brown_noise(SR, seconds, rng),
+    "drone-110": lambda rng, seconds: synth.drone(SR, 110.0, seconds),
+    "two-note chord": lambda rng, seconds: synth.sustained_chord(SR, (40, 48), seconds),
+    "minor ninth chord": lambda rng, seconds: synth.sustained_chord(SR, (45, 57, 60, 64, 67, 71), seconds),
+    "pads": lambda rng, seconds: synth.ambient_pads(SR, seconds, rng),
+    "quiet hiss": lambda rng, seconds: 1e-4 * synth.white_noise(SR, seconds, rng),
+    "drone in hiss": lambda rng, seconds: synth.drone(SR, 73.4, seconds) + 0.1 * synth.white_noise(SR, seconds, rng),
+    "random clicks": lambda rng, seconds: synth.random_clicks(SR, seconds, rng, per_second=6.0),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PULSELESS))
+@pytest.mark.parametrize("seconds", [4.0, 10.0, 30.0])
+def test_pulseless_audio_has_no_tempo(kind: str, seconds: float) -> None:
+    for seed in (2, 3):
+        result = score(PULSELESS[kind](np.random.default_rng(seed), seconds).astype(np.float32), SR)
+        assert result.tempo_bpm is None, (kind, seconds, seed, result.tempo_bpm)
+        assert result.components["tempo"] == result.components["shakers"] == 0.0
+
+
+@pytest.mark.parametrize("make", [synth.white_noise, synth.pink_noise])
+def test_the_issues_noise_scores_as_documented(make: Callable[..., np.ndarray]) -> None:
+    # Before: white and pink noise (8 s at 32 kHz, seed 2) scored 20-24 from a tempo read in the noise.
+    result = score(make(SR, 8.0, np.random.default_rng(2)), SR)
+    assert result.tempo_bpm is None and result.score <= 5.0
+
+
+@pytest.mark.parametrize("seconds", [2.0, 4.0, 30.0])
+def test_a_groove_keeps_its_tempo_at_any_length(seconds: float) -> None:
+    result = score(synth.amapiano_groove(SR, seconds, np.random.default_rng(1)), SR)
+    assert result.tempo_bpm == pytest.approx(112.0, abs=1.5)
 
 
 @pytest.mark.parametrize("bpm", [108.0, 112.0, 116.0])

@@ -67,7 +67,7 @@ def _arm(clips: int, authentic: int, low: float, high: float) -> ArmSummary:
 
 
 def test_arm_summary_rejects_inconsistent_counts() -> None:
-    with pytest.raises(ValidationError, match="authentic clips exceed clips"):
+    with pytest.raises(ValidationError, match="authentic or non-finite clips exceed clips"):
         ArmSummary(model="m", clips=2, authentic=3, rate=1.0, wilson_low=0.5, wilson_high=1.0, mean_score=1)
     with pytest.raises(ValidationError, match="outside its Wilson interval"):
         _arm(10, 5, 0.6, 0.9)
@@ -80,14 +80,16 @@ def test_decision_and_event_detail_round_trip() -> None:
                         criteria=[Criterion(name="authenticity", value=0.2, threshold=0.35, comparison=">=",
                                             passed=False)],
                         treatment=_arm(10, 2, 0.05, 0.5), control=_arm(10, 1, 0.02, 0.4),
-                        comparison=Comparison(difference=0.1, p_value=0.5), provenance=provenance, spend_usd=3.0,
+                        comparison=Comparison(pairs=10, both=1, treatment_only=1, control_only=0, difference=0.1,
+                                              difference_low=-0.1, p_value=0.5), provenance=provenance, spend_usd=3.0,
                         decided_at=NOW)
     detail = DecisionDetail(decision=decision, report_uri="s3://b/runs/r/eval/decision/report.json")
     assert DecisionDetail.model_validate_json(detail.model_dump_json()) == detail
     assert [c.name for c in decision.failed] == ["authenticity"]
     report = EvalReport(run_id="r", point="decision", epoch=5, step=100, score_threshold=80, clip_seconds=10,
                         guidance_scale=3, treatment=decision.treatment, control=decision.control,
-                        comparison=decision.comparison, val_loss=3.0, provenance=provenance, clips=[],
+                        comparison=decision.comparison, val_loss=3.0, baseline_val_loss=3.4, provenance=provenance,
+                        clips=[],
                         created_at=NOW)
     assert EvalReport.model_validate_json(report.model_dump_json()) == report
 

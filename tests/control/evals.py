@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 from aurax_contracts import ArmSummary, Comparison, Decision, EvalReport, Provenance
+from aurax_control.stats import mcnemar_exact_greater, paired_difference_lower, wilson_interval
 
 from .records import T0
 
 SHA = "a" * 64
 
 
-def arm(model: str, authentic: int, clips: int = 100) -> ArmSummary:
+def arm(model: str, authentic: int, clips: int = 100, non_finite: int = 0) -> ArmSummary:
     rate = authentic / clips
-    return ArmSummary(model=model, clips=clips, authentic=authentic, rate=rate, wilson_low=max(0.0, rate - 0.09),
-                      wilson_high=min(1.0, rate + 0.09), mean_score=60.0)
+    low, high = wilson_interval(authentic, clips)
+    return ArmSummary(model=model, clips=clips, authentic=authentic, rate=rate, wilson_low=low, wilson_high=high,
+                      mean_score=60.0, non_finite=non_finite)
 
 
-def eval_report(run_id: str = "run-a", point: str = "decision", authentic: int = 40,
-                val_loss: float | None = 3.0, checkpoint_sha: str = SHA) -> EvalReport:
+def comparison(treatment_only: int, control_only: int, pairs: int, both: int = 0) -> Comparison:
+    return Comparison(pairs=pairs, both=both, treatment_only=treatment_only, control_only=control_only,
+                      difference=(treatment_only - control_only) / pairs,
+                      difference_low=paired_difference_lower(treatment_only, control_only, pairs),
+                      p_value=mcnemar_exact_greater(treatment_only, control_only))
+
+
+def eval_report(run_id: str = "run-a", point: str = "decision", authentic: float = 40, control: float = 10,
+                clips: int = 300, val_loss: float | None = 3.0, baseline_val_loss: float | None = 3.6,
+                checkpoint_sha: str = SHA, non_finite: int = 0) -> EvalReport:
+    """`authentic` and `control` are the arms' authentic shares in percent of `clips`; no pair has both clips
+    authentic, so the discordant pairs are the arms' authentic counts."""
+    t, c = round(authentic * clips / 100), round(control * clips / 100)
     return EvalReport(run_id=run_id, point=point, epoch=5, step=500, score_threshold=80, clip_seconds=10,
-                      guidance_scale=3, treatment=arm("s3://b/ck", authentic),
-                      control=arm("facebook/musicgen-small", 10),
-                      comparison=Comparison(difference=(authentic - 10) / 100, p_value=0.001), val_loss=val_loss,
+                      guidance_scale=3, treatment=arm("s3://b/ck", t, clips, non_finite),
+                      control=arm("facebook/musicgen-small", c, clips), comparison=comparison(t, c, clips),
+                      val_loss=val_loss, baseline_val_loss=baseline_val_loss,
                       provenance=Provenance(checkpoint_uri="s3://b/ck", checkpoint_sha256=checkpoint_sha,
                                             code_version="git-abc", dataset_manifest_sha256="b" * 64),
                       clips=[], created_at=T0)

@@ -19,13 +19,17 @@ CHECKPOINT_EPOCH = 1
 CHECKPOINT_VAL_LOSS = 3.21
 
 
-def tiny_config(run_id: str = "eval-test", clips: int = 3, seconds: float = 1.0) -> RunConfig:
+PROMPTS = ["amapiano groove with log drums", "deep house with piano"]
+TAG_PROMPTS = ["house, bass, deep, percussion"]
+
+
+def tiny_config(run_id: str = "eval-test", clips: int = 3, seconds: float = 1.0, batch: int = 64) -> RunConfig:
     return RunConfig.model_validate({
         "run_id": run_id,
         "model": {"model_id": TINY_MODEL_ID},
         "dataset": {"target_clips": 4},  # what `write_dataset` holds by default
         "evaluation": {"clips_per_model": clips, "clip_seconds": seconds, "guidance_scale": 3.0,
-                       "prompts": ["amapiano groove with log drums", "deep house with piano"], "seed": 5},
+                       "prompts": PROMPTS, "tag_prompts": TAG_PROMPTS, "seed": 5, "max_batch_size": batch},
     })
 
 

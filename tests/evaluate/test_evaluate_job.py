@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,24 +14,27 @@ import numpy as np
 import pytest
 import soundfile
 from moto import mock_aws
-from scipy.stats import fisher_exact
+from scipy.stats import binomtest
 
 from aurax import storage
 from aurax.cli import main
+from aurax.evaluate.clips import ClipRecord
 from aurax.evaluate.job import eval_uri, read_loss_curves
-from aurax.evaluate.stats import wilson_interval
 from aurax_contracts import EvalReport, RunConfig, RunLayout, parse_metric_line
+from aurax_control.stats import wilson_interval
 from tests.evaluate.fixtures import (
     CHECKPOINT_EPOCH,
     CHECKPOINT_STEP,
     CHECKPOINT_VAL_LOSS,
+    PROMPTS,
+    TAG_PROMPTS,
     tiny_config,
     write_checkpoint,
     write_dataset,
     write_metrics,
 )
 
-CLIPS = 3
+CLIPS = 5
 
 
 def _prepare(root: str, work: Path, config: RunConfig) -> dict[str, str]:
@@ -72,49 +76,75 @@ def test_report_is_written_where_the_layout_says(local_run: dict[str, str]) -> N
     assert storage.exists(local_run["eval_uri"] + "/report.json")
 
 
-def test_same_prompts_and_seeds_for_both_arms(report: EvalReport) -> None:
-    config = tiny_config(clips=CLIPS)
-    arms = {arm: [(c.prompt, c.seed) for c in report.clips if c.arm == arm]
+def test_same_prompts_and_seeds_for_both_arms_cycling_both_prompt_sets(report: EvalReport) -> None:
+    arms = {arm: [(c.index, c.prompt, c.prompt_set, c.seed) for c in report.clips if c.arm == arm]
             for arm in ("treatment", "control")}
     assert arms["treatment"] == arms["control"]
-    prompts = config.evaluation.prompts
-    expected = [(prompts[i % len(prompts)], config.evaluation.seed + i) for i in range(CLIPS)]
+    cycle = [(p, "amapiano") for p in PROMPTS] + [(p, "in-distribution") for p in TAG_PROMPTS]
+    expected = [(i, *cycle[i % len(cycle)], tiny_config().evaluation.seed + i) for i in range(CLIPS)]
     assert arms["treatment"] == expected
 
 
-def test_every_clip_is_scored_and_its_audio_written(local_run: dict[str, str], report: EvalReport) -> None:
+def test_every_clip_is_scored_and_its_audio_and_record_written(local_run: dict[str, str],
+                                                               report: EvalReport) -> None:
     assert len(report.clips) == 2 * CLIPS
     audio = {}
     for clip in report.clips:
         assert set(clip.components) == {"log_drum", "tempo", "shakers", "low_end", "keys"}
-        assert clip.authentic == (clip.score >= report.score_threshold)
+        assert clip.authentic == (clip.score >= report.score_threshold) and clip.finite and clip.attempt == 1
         data = storage.read_bytes(f"{local_run['eval_uri']}/{clip.audio}")
         samples, rate = soundfile.read(io.BytesIO(data))
         assert rate == 32000 and samples.shape == (32000,)  # clip_seconds of mono audio
         audio[clip.audio] = samples
+        record = ClipRecord.model_validate_json(
+            storage.read_bytes(f"{local_run['eval_uri']}/{clip.audio.removesuffix('.wav')}.json"))
+        assert record.clip == clip
     # treatment is the checkpoint, not the base model: same seed and prompt, different audio
     assert not np.allclose(audio["clips/treatment-0000.wav"], audio["clips/control-0000.wav"])
+    assert report.attempts == [1] and report.flags == []
+    assert report.generation is not None and report.generation.precision == "fp32"
+    assert report.generation.top_k == 250 and report.generation.batch_size == 64
 
 
-def test_statistics_follow_the_clips(report: EvalReport) -> None:
+def test_statistics_follow_the_paired_clips(report: EvalReport) -> None:
     for arm, summary in (("treatment", report.treatment), ("control", report.control)):
         clips = [c for c in report.clips if c.arm == arm]
         authentic = sum(c.authentic for c in clips)
-        assert (summary.clips, summary.authentic) == (CLIPS, authentic)
+        assert (summary.clips, summary.authentic, summary.non_finite) == (CLIPS, authentic, 0)
         assert (summary.wilson_low, summary.wilson_high) == pytest.approx(wilson_interval(authentic, CLIPS))
         assert summary.mean_score == pytest.approx(np.mean([c.score for c in clips]))
-    t, c = report.treatment, report.control
-    assert report.comparison.difference == pytest.approx(t.rate - c.rate)
-    expected = fisher_exact([[t.authentic, t.clips - t.authentic], [c.authentic, c.clips - c.authentic]],
-                            alternative="greater").pvalue
-    assert report.comparison.p_value == pytest.approx(min(1.0, expected))
+    pairs = {c.index: [c.authentic] for c in report.clips if c.arm == "treatment"}
+    for c in report.clips:
+        if c.arm == "control":
+            pairs[c.index].append(c.authentic)
+    only_t = sum(t and not k for t, k in pairs.values())
+    only_c = sum(k and not t for t, k in pairs.values())
+    comparison = report.comparison
+    assert (comparison.pairs, comparison.treatment_only, comparison.control_only) == (CLIPS, only_t, only_c)
+    assert comparison.difference == pytest.approx(report.treatment.rate - report.control.rate)
+    expected = binomtest(only_t, only_t + only_c, 0.5, alternative="greater").pvalue if only_t + only_c else 1.0
+    assert comparison.p_value == pytest.approx(expected)
     assert report.control.model == tiny_config().model.model_id
+
+
+def test_rates_per_prompt_set_and_per_prompt(report: EvalReport) -> None:
+    sets = {s.prompt_set: s for s in report.prompt_sets}
+    assert set(sets) == {"amapiano", "in-distribution"}
+    assert sets["amapiano"].prompts == PROMPTS and sets["in-distribution"].prompts == TAG_PROMPTS
+    assert sum(s.comparison.pairs for s in report.prompt_sets) == CLIPS
+    per_prompt = {p.prompt: p for p in report.prompts}
+    assert set(per_prompt) == {*PROMPTS, *TAG_PROMPTS}
+    for prompt, summary in per_prompt.items():
+        clips = [c for c in report.clips if c.prompt == prompt and c.arm == "treatment"]
+        assert summary.treatment.clips == len(clips)
+        assert summary.treatment.authentic == sum(c.authentic for c in clips)
+    assert sum(p.treatment.clips for p in report.prompts) == CLIPS
 
 
 def test_provenance_and_checkpoint_facts(local_run: dict[str, str], report: EvalReport) -> None:
     # The fixture checkpoint ends (0-based) epoch CHECKPOINT_EPOCH: that many + 1 epochs are fully trained.
     assert (report.epoch, report.step) == (CHECKPOINT_EPOCH + 1, CHECKPOINT_STEP)
-    assert report.val_loss == CHECKPOINT_VAL_LOSS
+    assert report.val_loss == CHECKPOINT_VAL_LOSS and report.baseline_val_loss is None  # the fixture has none
     provenance = report.provenance
     assert provenance.checkpoint_sha256 == local_run["checkpoint_sha"]
     assert provenance.dataset_manifest_sha256 == local_run["dataset_sha"]
@@ -134,6 +164,9 @@ def test_html_report_with_its_images_and_audio(local_run: dict[str, str], report
         assert storage.read_bytes(f"{local_run['eval_uri']}/{image}").startswith(b"\x89PNG")
     for caption in ("Score distributions", "components", "Best clip", "Worst clip", "loss"):
         assert caption in html
+    for criterion in ("authenticity:", "beats_control:", "finite_audio:", "val_loss:", "val_loss_improvement:"):
+        assert criterion in html
+    assert "McNemar" in html and "Per prompt set" in html and "in-distribution" in html
     for clip in report.clips:
         assert f'src="{clip.audio}"' in html
     assert report.provenance.checkpoint_sha256 in html and report.provenance.dataset_manifest_sha256 in html
@@ -193,5 +226,20 @@ def test_end_to_end_on_s3(s3: None, tmp_path: Path) -> None:
     report = EvalReport.model_validate_json(storage.read_text(out + "/report.json"))
     assert report.point == "final" and len(report.clips) == 2
     names = {uri.removeprefix(out + "/") for uri in storage.list_uris(out)}
-    assert {"report.json", "report.html", "clips/treatment-0000.wav", "clips/control-0000.wav"} <= names
+    assert {"report.json", "report.html", "clips/treatment-0000.wav", "clips/control-0000.wav",
+            "clips/treatment-0000.json", "clips/control-0000.json"} <= names
     assert sum(n.startswith("plots/") for n in names) == 4  # no metrics in this run: no loss curves
+
+
+def test_aurax_generate_gives_an_evaluation_clip_again(local_run: dict[str, str], report: EvalReport,
+                                                       tmp_path: Path) -> None:
+    clip = next(c for c in report.clips if c.arm == "treatment" and c.index == 3)
+    out = tmp_path / "listen"
+    code = main(["generate", "--checkpoint", f"{local_run['run_uri']}/checkpoints", "--config",
+                 local_run["config_uri"], "--prompt", clip.prompt, "--seeds", str(clip.seed), "--out", str(out)])
+    assert code == 0
+    again, _ = soundfile.read(out / f"0000-seed{clip.seed}.wav")
+    original, _ = soundfile.read(io.BytesIO(storage.read_bytes(f"{local_run['eval_uri']}/{clip.audio}")))
+    assert np.max(np.abs(again - original)) <= 1 / 32768  # the same draw, within one 16-bit step
+    index = json.loads((out / "clips.json").read_text())
+    assert index["clips"][0]["score"] == pytest.approx(clip.score, abs=0.01)

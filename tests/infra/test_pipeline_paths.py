@@ -61,7 +61,10 @@ def fake_evaluate(treatment_authentic: int, val_loss: float = 2.5) -> JobBehavio
         report = EvalReport(
             run_id=RUN_ID, point=point, epoch=1, step=10, score_threshold=80, clip_seconds=1, guidance_scale=3,
             treatment=_arm(20, treatment_authentic), control=_arm(20, 2),
-            comparison=Comparison(difference=(treatment_authentic - 2) / 20, p_value=0.01), val_loss=val_loss,
+            comparison=Comparison(pairs=20, both=2, treatment_only=treatment_authentic - 2, control_only=0,
+                                  difference=(treatment_authentic - 2) / 20, difference_low=0.0,
+                                  p_value=0.5 ** (treatment_authentic - 2)),
+            val_loss=val_loss, baseline_val_loss=3.0,
             provenance=Provenance(checkpoint_uri=f"{job.parameters['run_uri']}/checkpoints/step-000000010-end",
                                   checkpoint_sha256=SHA, code_version="test", dataset_manifest_sha256=SHA),
             clips=[], created_at=NOW)

@@ -46,7 +46,7 @@ def test_summary_lists_decision_reports_alerts_events_and_the_reclaim(monkeypatc
     assert main(["local"]) == 0
     out = capsys.readouterr().out
     assert "OK: run local-go-1 ended in ModelPromoted" in out and "decision at the decision point: GO" in out
-    assert "pass  val_loss 3.2 <= 3.5" in out and "spot interruptions injected: 1" in out
+    assert "[pass] val_loss: 3.2, needs <= 3.5" in out and "spot interruptions injected: 1" in out
     assert str(tmp_path / "report.html") in out and "GO at decision" in out and "AURA-X Decision" in out
 
 

@@ -78,6 +78,14 @@ class ScoreConfig(Contract):
     tempo_max_bpm: Annotated[float, Field(gt=20, le=300)] = 118.0
     tempo_falloff_bpm: Positive = 6.0
     """The tempo component falls linearly from 1 at the range's edge to 0 this many BPM outside it."""
+    tempo_min_clarity: Annotated[float, Field(gt=0, le=100)] = 6.0
+    """A tempo is read only when the autocorrelation's peak salience stands this many noise-floor units above
+    zero, the noise floor being what pulse-less audio gives (its standard deviation, sqrt(1.5 / frames));
+    below it the clip has no pulse: no tempo, no tempo or shaker credit (docs/scoring.md)."""
+    tempo_min_pulse_db: Annotated[float, Field(ge=0, le=60)] = 0.3
+    """A pulse is made of onsets: the onset envelope's periodic part at that tempo (the root of its weighted
+    mean autocovariance at the tempo's lags, in dB of mean rise per frequency bin) must reach this. Steady
+    tones whose partials beat give a periodic envelope too, but under 0.2 dB; grooves give 1.5-3 dB."""
     log_drum_rate_hz: Positive = 1.0
     """Log-drum events per second for a full log-drum component (a bassline of ~2 notes per beat at 112 BPM
     gives ~2/s; one per beat still scores ~1)."""

@@ -2,7 +2,8 @@
 
 - log_drum: mean of the detector's confidence and the event rate (events per second / `log_drum_rate_hz`);
 - tempo: 1 inside the Amapiano range (108-118 BPM), falling to 0 `tempo_falloff_bpm` outside it; the tempo is
-  read octave-free (a track felt at 56 or 224 BPM counts as 112), as beat trackers often halve or double;
+  read octave-free (a track felt at 56 or 224 BPM counts as 112), as beat trackers often halve or double, and
+  only when the pulse stands clearly above what pulse-less audio gives (`tempo_min_clarity`);
 - shakers: regularity of the 5-8 kHz envelope at the sixteenth-note lag of that tempo (rolling shakers/hats);
 - low_end: energy below 250 Hz over the energy above it (dB) inside the bass-led range Amapiano mixes sit in;
 - keys: share of sounding frames with a chord (3+ pitch classes as clear spectral peaks in 200-2000 Hz).
@@ -32,6 +33,8 @@ KEYS_PEAK_RANGE_DB = 20.0  # and within this of the frame's strongest peak
 KEYS_LOWEST_ROOT_HZ = 40.0  # peaks from here up may be the fundamental whose harmonics fall in the keys band
 HARMONIC_TOLERANCE = 0.03  # within 3 % (half a semitone) of k x a louder, lower peak: its k-th harmonic
 TEMPO_OCTAVE = (80.0, 160.0)
+#: (multiple of the beat lag, weight) summed into a tempo candidate's salience.
+SALIENCE_LAGS = ((0.5, 0.5), (1.0, 1.0), (2.0, 0.5))
 COMPONENTS = ("log_drum", "tempo", "shakers", "low_end", "keys")
 
 
@@ -57,7 +60,7 @@ def score(samples: np.ndarray, sr: int, config: AnalysisConfig | None = None,
     cfg = config.score
     audio = resample(samples, sr, SCORE_SR)
     power = stft_power(audio, WINDOW, HOP)
-    tempo = estimate_tempo(power)
+    tempo = estimate_tempo(power, cfg.tempo_min_clarity, cfg.tempo_min_pulse_db)
     components = {
         "log_drum": _log_drum_component(detection, cfg),
         "tempo": tempo_component(tempo, cfg) if tempo is not None else 0.0,
@@ -95,11 +98,20 @@ def _autocorrelation(x: np.ndarray) -> np.ndarray:
     return acf / acf[0] if acf[0] > 0 else np.zeros(n)
 
 
-def estimate_tempo(power: np.ndarray) -> float | None:
+def estimate_tempo(power: np.ndarray, min_clarity: float, min_pulse_db: float) -> float | None:
     """Octave-free tempo in [80, 160) BPM from the onset envelope's autocorrelation, or None without a pulse.
 
     Each candidate's salience sums the autocorrelation at its beat, half-beat and two-beat lags, so the
-    answer does not depend on which metrical level is loudest.
+    answer does not depend on which metrical level is loudest. Pulse-less audio (noise of any colour, drones,
+    sustained chords, pads, silence) still has a best candidate: its salience is the maximum of near-zero
+    autocorrelations whose standard deviation is sqrt(sum of squared weights / frames) (the autocorrelation
+    of an uncorrelated sequence of N values has standard deviation 1/sqrt(N) at each lag; Box & Jenkins,
+    "Time Series Analysis", Bartlett's formula). Measured on such audio the peak stays below 4.5 of those
+    units; synthesised grooves reach 15-30. A peak below `min_clarity` units is no tempo.
+
+    The autocorrelation is blind to scale, so a pulse must also be strong: the root of the envelope's weighted
+    mean autocovariance at the best candidate's lags (its periodic part, in dB) at least `min_pulse_db`
+    (sustained chords whose partials beat give a periodic envelope of under 0.2 dB; grooves 1.5-3 dB).
     """
     envelope = onset_envelope(power)
     if envelope.size < 4 or not np.any(envelope > 0):
@@ -108,13 +120,22 @@ def estimate_tempo(power: np.ndarray) -> float | None:
     candidates = np.arange(TEMPO_OCTAVE[0], TEMPO_OCTAVE[1], 0.25)
     lags = 60.0 / candidates / FRAME_S
     salience = np.zeros_like(candidates)
-    for factor, weight in ((0.5, 0.5), (1.0, 1.0), (2.0, 0.5)):
+    for factor, weight in SALIENCE_LAGS:
         positions = lags * factor
         valid = positions < acf.size - 1
         salience[valid] += weight * np.interp(positions[valid], np.arange(acf.size), acf)
-    if salience.max() <= 0:
+    peak = float(salience.max())
+    if peak < min_clarity * pulse_noise_floor(envelope.size):
+        return None
+    total_weight = sum(weight for _, weight in SALIENCE_LAGS)
+    if np.sqrt(peak * float(envelope.var()) / total_weight) < min_pulse_db:
         return None
     return float(candidates[int(np.argmax(salience))])
+
+
+def pulse_noise_floor(frames: int) -> float:
+    """Standard deviation of a candidate's salience for an onset envelope without a pulse (`frames` long)."""
+    return float(np.sqrt(sum(weight ** 2 for _, weight in SALIENCE_LAGS) / frames))
 
 
 def tempo_component(bpm: float, cfg: ScoreConfig) -> float:
@@ -163,10 +184,20 @@ def _keys_component(audio: np.ndarray, cfg: ScoreConfig) -> float:
     return float(min(1.0, float(chord[sounding].mean()) / cfg.keys_full_fraction))
 
 
+def _spectral_tilt(db: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+    """Per frame, the least-squares line of level (dB) against log frequency: the spectrum's tilt (0 dB/octave
+    for white noise, -3 for pink, -6 for brown), evaluated at each bin."""
+    octaves = np.log2(freqs)
+    design = np.stack([np.ones_like(octaves), octaves], axis=1)
+    coefficients, *_ = np.linalg.lstsq(design, db.T, rcond=None)
+    return (design @ coefficients).T
+
+
 def _chord_frames(power: np.ndarray, band: slice, bin_hz: float) -> np.ndarray:
     """Per frame: do 3+ pitch classes sound as separate notes in `band`?
 
-    A note is a clear spectral peak in the band (`KEYS_PEAK_OVER_MEDIAN_DB` over the band's median, within
+    A note is a clear spectral peak in the band (`KEYS_PEAK_OVER_MEDIAN_DB` over the band's median once the
+    spectrum's tilt is taken out, within
     `KEYS_PEAK_RANGE_DB` of its strongest) that is not a harmonic of a louder, lower peak: a single note's
     partials (2f, 3f, 5f: octave, fifth, third) would otherwise spell a chord, so a lone sawtooth bass or
     piano note would score as keys.
@@ -176,8 +207,10 @@ def _chord_frames(power: np.ndarray, band: slice, bin_hz: float) -> np.ndarray:
     in_band = np.arange(wide.start + 1, wide.stop - 1) >= band.start  # per peak position (centre bins)
     left, centre, right = db[:, :-2], db[:, 1:-1], db[:, 2:]
     is_peak = (centre > left) & (centre >= right)
-    median = np.median(db[:, np.arange(wide.start, wide.stop) >= band.start], axis=1, keepdims=True)
-    tonal = is_peak & (centre >= median + KEYS_PEAK_OVER_MEDIAN_DB)
+    floor = _spectral_tilt(db, np.arange(wide.start, wide.stop) * bin_hz)
+    level = db - floor  # over the spectrum's tilt, so a 1/f or 1/f^2 noise has no "peaks" at its low end
+    median = np.median(level[:, np.arange(wide.start, wide.stop) >= band.start], axis=1, keepdims=True)
+    tonal = is_peak & (level[:, 1:-1] >= median + KEYS_PEAK_OVER_MEDIAN_DB)
     band_max = np.where(in_band, centre, -np.inf).max(axis=1, keepdims=True)
     strong = tonal & in_band & (centre >= band_max - KEYS_PEAK_RANGE_DB)
     curvature = left - 2 * centre + right

@@ -112,6 +112,36 @@ def pink_noise(sr: int, seconds: float, rng: np.random.Generator) -> Signal:
     return (0.3 * pink / (pink.std() + 1e-12)).astype(np.float32)
 
 
+def brown_noise(sr: int, seconds: float, rng: np.random.Generator) -> Signal:
+    """1/f^2 (Brownian) noise: integrated white noise with its drift removed."""
+    walk = np.cumsum(rng.standard_normal(int(sr * seconds)))
+    walk -= np.linspace(walk[0], walk[-1], walk.size)
+    return (0.3 * walk / (walk.std() + 1e-12)).astype(np.float32)
+
+
+def drone(sr: int, f0: float, seconds: float) -> Signal:
+    """A steady tone with two harmonics and no attack or decay (an organ or synth drone)."""
+    t = _time(sr, seconds)
+    return (0.3 * np.sin(2 * np.pi * f0 * t) + 0.15 * np.sin(4 * np.pi * f0 * t + 1.0)
+            + 0.08 * np.sin(6 * np.pi * f0 * t + 2.0)).astype(np.float32)
+
+
+def sustained_chord(sr: int, notes: Sequence[float], seconds: float) -> Signal:
+    """Notes (MIDI) held for the whole clip, faded in and out over 50 ms."""
+    t = _time(sr, seconds)
+    out = sum(np.sin(2 * np.pi * midi_hz(n) * t + n) for n in notes) / len(notes)
+    fade = np.clip(np.minimum(t, seconds - t) / 0.05, 0.0, 1.0)
+    return (0.5 * out * fade).astype(np.float32)
+
+
+def random_clicks(sr: int, seconds: float, rng: np.random.Generator, per_second: float = 3.0) -> Signal:
+    """Hi-hat-like clicks at random (Poisson) times: onsets without a pulse."""
+    out = np.zeros(int(round(sr * seconds)), dtype=np.float32)
+    for at in rng.uniform(0.0, seconds, rng.poisson(per_second * seconds)):
+        place(out, hihat(sr, rng), float(at), sr)
+    return normalise(out)
+
+
 def hihat(sr: int, rng: np.random.Generator, decay_ms: float = 45.0, open_hat: bool = False) -> Signal:
     t = _time(sr, (decay_ms * (4 if open_hat else 1)) / 1000.0 * 1.5)
     noise = _band_noise(rng, t.size, sr, 6000.0, 14000.0)

@@ -122,6 +122,9 @@ def _event_line(detail: dict[str, Any]) -> str:
 
 
 def _summary(result: Any, expected: str) -> None:
+    from aurax_contracts import Criterion
+    from aurax_control.decision import criterion_line
+
     out = sys.stdout
     ok = _reached(result, expected)
     print(f"\n{'OK' if ok else 'UNEXPECTED'}: run {result.run_id} ended in {result.end_state} "
@@ -130,8 +133,7 @@ def _summary(result: Any, expected: str) -> None:
     for d in result.decisions:
         print(f"decision at the {d['point']} point: {d['outcome']}", file=out)
         for c in d.get("criteria", []):
-            print(f"  {'pass' if c['passed'] else 'FAIL'}  {c['name']} {c['value']} {c['comparison']} "
-                  f"{c['threshold']}", file=out)
+            print(f"  {criterion_line(Criterion.model_validate(c))}", file=out)
     interrupted = [a for a in result.batch_attempts if a["status_reason"] and a["status_reason"].startswith("Host EC2")]
     print(f"batch attempts: {len(result.batch_attempts)}, spot interruptions injected: {len(interrupted)}",
           file=out)

@@ -1,15 +1,24 @@
-"""The evaluation job: generate with both arms, score every clip, compare, and write the report.
+"""The evaluation job: generate with both arms in batches, score every clip as it finishes, compare, report.
 
-Writes under `{run_uri}/eval/{point}/` (== `RunLayout(root, run_id).eval_uri(point)`): `clips/*.wav`,
-`plots/*.png`, `report.html`, and `report.json` last, so that its presence means a complete evaluation.
+Writes under `{run_uri}/eval/{point}/` (== `RunLayout(root, run_id).eval_uri(point)`): `clips/*.wav` with a
+`clips/*.json` record each (written as they finish), `plots/*.png`, `report.html`, and `report.json` last, so
+that its presence means a complete evaluation.
+
+Interruptions (SIGTERM from Batch, a spot notice, a control-plane stop request) end generation within one
+decoding step; the clips already written are kept and the job exits with the interruption's code (75 for
+SIGTERM and spot notices). The next attempt resumes from those clips: each is reproducible on its own
+(`generate.py`), and the report says which attempt made each clip.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import numpy as np
@@ -18,46 +27,49 @@ from pydantic import ValidationError
 from transformers import MusicgenForConditionalGeneration
 
 from aurax_contracts import (
-    ArmSummary,
     CheckpointManifest,
     ClipScore,
-    Comparison,
     ContractError,
     EvalReport,
     Provenance,
     RunConfig,
     parse_metric_line,
 )
+from aurax_contracts.evaluation import Arm, GenerationInfo
 from aurax_contracts.layout import CHECKPOINTS_DIR, METRICS_DIR, join
-from aurax_contracts.metrics import Heartbeat, TrainStep, ValLoss, utc_now
+from aurax_contracts.metrics import Heartbeat, Interruption, TrainStep, ValLoss, utc_now
 
 from .. import storage
 from ..audio.config import AnalysisConfig
-from ..audio.io import encode_wav
-from ..audio.scorer import COMPONENTS, ScoreResult, score
+from ..audio.detector import detect
+from ..audio.io import load_audio
 from ..dataset.shards import load_manifest
 from ..metrics_sink import MetricsSink
 from ..model import load_musicgen, load_tokenizer
+from ..train.interrupts import Cause, ImdsClient, InterruptWatch, Placement, read_placement
 from ..version import code_version
 from . import plots
-from .generate import ClipSpec, clip_specs, generate_clip
+from .clips import ClipStore, clip_key
+from .generate import ClipGenerator, ClipSpec, GeneratedClip, Interrupted, SamplingSettings, clip_specs
 from .html import render_report
-from .stats import fisher_greater, wilson_interval
+from .summary import by_prompt, by_prompt_set, summarise_group
 
 log = logging.getLogger(__name__)
 
 TreatmentLoader = Callable[[str, RunConfig], tuple[MusicgenForConditionalGeneration, CheckpointManifest, str]]
-ARMS = ("treatment", "control")
+ARMS: tuple[Arm, Arm] = ("treatment", "control")
+#: Threads that score and write finished clips while the GPU generates the next batch.
+WRITERS = 4
 
 
-@dataclass(frozen=True)
-class GeneratedClip:
-    arm: str
-    spec: ClipSpec
-    samples: np.ndarray
-    sample_rate: int
-    result: ScoreResult
-    audio_name: str
+class EvaluationInterrupted(Exception):
+    """The evaluation stopped for `cause` with its finished clips written; exit with `cause.exit_code`."""
+
+    def __init__(self, cause: Cause, clips_kept: int) -> None:
+        self.cause = cause
+        self.clips_kept = clips_kept
+        super().__init__(f"evaluation interrupted ({cause.record_cause}) with {clips_kept} clip(s) kept; "
+                         "run the same command again to resume")
 
 
 def eval_uri(run_uri: str, point: str) -> str:
@@ -112,75 +124,125 @@ def read_loss_curves(metrics_uri: str) -> tuple[list[tuple[int, float]], list[tu
     return sorted(train.items()), sorted(validation.items()), bad
 
 
-def summarise(model: str, clips: list[GeneratedClip]) -> ArmSummary:
-    authentic = sum(c.result.authentic for c in clips)
-    low, high = wilson_interval(authentic, len(clips))
-    return ArmSummary(model=model, clips=len(clips), authentic=authentic,
-                      rate=authentic / len(clips) if clips else 0.0, wilson_low=low, wilson_high=high,
-                      mean_score=float(np.mean([c.result.score for c in clips])) if clips else 0.0)
-
-
 class _Heartbeats:
-    """Heartbeats while generating, so the monitor does not take a long evaluation for an idle job."""
+    """Heartbeats while generating (so the monitor does not take a long evaluation for an idle job); each tick
+    also reads the control plane's stop request."""
 
-    def __init__(self, run_uri: str, run_id: str, manifest: CheckpointManifest) -> None:
-        from ..train.interrupts import ImdsClient, read_placement
-
-        attempt = int(os.environ.get("AWS_BATCH_JOB_ATTEMPT") or 1)
-        placement = read_placement(ImdsClient.from_env())  # instance type and AZ price the GPU time
+    def __init__(self, run_uri: str, run_id: str, manifest: CheckpointManifest, attempt: int,
+                 placement: Placement, interrupts: InterruptWatch) -> None:
         self.sink = MetricsSink(join(run_uri, METRICS_DIR), attempt)
-        self.record = dict(run_id=run_id, attempt=attempt, step=manifest.step, epoch=manifest.epoch,
-                           phase="evaluate", instance_type=placement.instance_type,
-                           availability_zone=placement.availability_zone,
-                           batch_job_id=os.environ.get("AWS_BATCH_JOB_ID"))
+        self.interrupts = interrupts
+        self.record = dict(run_id=run_id, attempt=attempt, step=manifest.step, epoch=manifest.epoch)
+        self.placement = dict(instance_type=placement.instance_type, availability_zone=placement.availability_zone,
+                              batch_job_id=os.environ.get("AWS_BATCH_JOB_ID"))
 
     def __enter__(self) -> _Heartbeats:
-        self.beat()
+        self._tick()
         self.sink.flush()
-        self.sink.start_ticker(self.beat)
+        self.sink.start_ticker(self._tick)
         return self
 
-    def beat(self) -> None:
-        self.sink.emit(Heartbeat(time=utc_now(), **self.record))
+    def _tick(self) -> None:
+        self.sink.emit(Heartbeat(time=utc_now(), phase="evaluate", **self.record, **self.placement))
+        self.interrupts.check_stop_request()
+
+    def interrupted(self, cause: Cause) -> None:
+        self.sink.emit(Interruption(time=utc_now(), cause=cause.record_cause, **self.record))
+        self.sink.flush()
 
     def __exit__(self, *exc: object) -> None:
         self.sink.close()
 
 
-def _generate_arm(arm: str, model: MusicgenForConditionalGeneration, config: RunConfig,
-                  analysis: AnalysisConfig, out_uri: str, device: torch.device) -> list[GeneratedClip]:
+@contextmanager
+def _interrupt_watch(run_uri: str) -> Iterator[tuple[InterruptWatch, Placement]]:
+    """SIGTERM, spot notices and stop requests, watched from the job's start (model loading included)."""
+    imds = ImdsClient.from_env()
+    placement = read_placement(imds)  # instance type and AZ price the GPU time
+    # As in training: under Batch keep polling for spot notices even if the first metadata call failed.
+    watch = InterruptWatch(imds if placement.reachable or "AWS_BATCH_JOB_ID" in os.environ else None,
+                           join(run_uri, "control", "stop.json"))  # RunLayout.stop_request_uri
+    watch.start()
+    try:
+        yield watch, placement
+    finally:
+        watch.stop()
+
+
+class _Writers:
+    """Scores and writes finished clips on a few threads; at most two batches in flight."""
+
+    def __init__(self, store: ClipStore, config: RunConfig, analysis: AnalysisConfig, attempt: int) -> None:
+        self.store, self.config, self.analysis, self.attempt = store, config, analysis, attempt
+        self.pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="clip-writer")
+        self.in_flight: list[list[Future[ClipScore]]] = []
+        self.written: list[ClipScore] = []
+
+    def submit(self, arm: Arm, clips: list[GeneratedClip], keys: dict[int, str]) -> None:
+        threshold = self.config.evaluation.score_threshold
+        self.in_flight.append([self.pool.submit(self.store.write, arm, clip, keys[clip.spec.index], threshold,
+                                                self.analysis, self.attempt) for clip in clips])
+        while len(self.in_flight) > 2:
+            self._collect(self.in_flight.pop(0))
+
+    def _collect(self, futures: list[Future[ClipScore]]) -> None:
+        for future in futures:
+            self.written.append(future.result())  # a write error ends the job (the clips before it are kept)
+
+    def drain(self) -> list[ClipScore]:
+        while self.in_flight:
+            self._collect(self.in_flight.pop(0))
+        return self.written
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+def _generate_arm(arm: Arm, model: MusicgenForConditionalGeneration, pending: list[ClipSpec], config: RunConfig,
+                  keys: dict[int, str], writers: _Writers, watch: InterruptWatch, device: torch.device
+                  ) -> GenerationInfo:
     evaluation = config.evaluation
-    tokenizer = load_tokenizer(config.model.model_id)
-    model.to(device)
-    clips = []
-    for spec in clip_specs(evaluation):
-        samples, sample_rate = generate_clip(model, tokenizer, spec, evaluation.clip_seconds,
-                                             evaluation.guidance_scale, device)
-        result = score(samples, sample_rate, analysis, threshold=evaluation.score_threshold)
-        name = f"clips/{arm}-{spec.index:04d}.wav"
-        storage.write_bytes(join(out_uri, name), encode_wav(samples, sample_rate), "audio/wav")
-        clips.append(GeneratedClip(arm, spec, samples, sample_rate, result, name))
-        log.info("%s clip %d/%d (seed %d): score %.1f", arm, spec.index + 1, evaluation.clips_per_model,
-                 spec.seed, result.score)
-    model.to("cpu")
-    return clips
+    generator = ClipGenerator(model, load_tokenizer(config.model.model_id), SamplingSettings.from_config(evaluation),
+                              device, evaluation.precision, evaluation.max_batch_size)
+    log.info("%s: %d clip(s) to generate on %s in %s, %d per batch", arm, len(pending), device,
+             generator.precision, generator.batch_size)
+    began = time.monotonic()
+    for clips in generator.batches(pending, lambda: watch.pending() is not None):
+        writers.submit(arm, clips, keys)
+    return GenerationInfo(device=_device_name(device), precision=generator.precision,  # type: ignore[arg-type]
+                          batch_size=generator.batch_size, top_k=evaluation.top_k,
+                          temperature=evaluation.temperature, seconds=time.monotonic() - began)
 
 
-def _write_figures(out_uri: str, clips: list[GeneratedClip], threshold: float,
-                   run_uri: str) -> dict[str, str]:
+def _device_name(device: torch.device) -> str:
+    return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device.type
+
+
+def _free_memory(device: torch.device) -> None:
+    """Give back the memory of a model whose last reference was just dropped."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _write_figures(out_uri: str, clips: list[ClipScore], threshold: float, run_uri: str,
+                   analysis: AnalysisConfig) -> dict[str, str]:
     """Render and write the plots; returns caption -> path relative to the report."""
     figures: list[tuple[str, str, bytes]] = []
     by_arm = {arm: [c for c in clips if c.arm == arm] for arm in ARMS}
     figures.append(("scores", "Score distributions, treatment vs control", plots.score_distributions(
-        {arm: [c.result.score for c in group] for arm, group in by_arm.items()}, threshold)))
+        {arm: [c.score for c in group] for arm, group in by_arm.items()}, threshold)))
+    names = list(clips[0].components) if clips else []
     figures.append(("components", "Mean score components per arm", plots.component_breakdown(
-        {arm: {n: float(np.mean([c.result.components[n] for c in group])) for n in COMPONENTS}
+        {arm: {n: float(np.mean([c.components[n] for c in group])) for n in names}
          for arm, group in by_arm.items() if group})))
-    ranked = sorted(clips, key=lambda c: c.result.score)
+    ranked = sorted(clips, key=lambda c: c.score)
     for name, label, clip in (("spectrogram-best", "Best clip", ranked[-1]),
                               ("spectrogram-worst", "Worst clip", ranked[0])):
-        title = f"{label}: {clip.arm} #{clip.spec.index} (score {clip.result.score:.1f})"
-        labelled = plots.LabelledClip(title, clip.samples, clip.sample_rate, clip.result.detection.events)
+        audio = load_audio(join(out_uri, clip.audio))  # re-read: the job keeps no audio in memory
+        events = detect(audio.samples, audio.sample_rate, analysis.detector).events
+        title = f"{label}: {clip.arm} #{clip.index} (score {clip.score:.1f})"
+        labelled = plots.LabelledClip(title, audio.samples, audio.sample_rate, events)
         figures.append((name, title, plots.spectrogram(labelled)))
     train, validation, bad = read_loss_curves(join(run_uri, METRICS_DIR))
     if bad:
@@ -195,53 +257,105 @@ def _write_figures(out_uri: str, clips: list[GeneratedClip], threshold: float,
     return paths
 
 
+def _flags(clips: list[ClipScore]) -> list[str]:
+    flags = []
+    for arm in ARMS:
+        bad = sum(1 for c in clips if c.arm == arm and not c.finite)
+        if bad:
+            flags.append(f"non-finite audio: {bad} {arm} clip(s) had NaN/Inf logits or samples (scored 0, not "
+                         "authentic); the comparison is suspect (try evaluation.precision fp32)")
+    return flags
+
+
 def run_evaluation(config: RunConfig, *, run_uri: str, dataset_uri: str, point: str,
                    checkpoint_uri: str | None = None, analysis: AnalysisConfig | None = None,
                    load_treatment: TreatmentLoader = _default_treatment_loader,
                    device: torch.device | None = None) -> EvalReport:
+    """Evaluate (or resume evaluating) the newest checkpoint against the base model and write the report.
+
+    Raises `ContractError` for clips too short to score, `InputError` for a missing dataset or checkpoint, and
+    `EvaluationInterrupted` when a SIGTERM, spot notice or stop request ended it (finished clips kept)."""
     analysis = analysis or AnalysisConfig()
-    if config.evaluation.clip_seconds < analysis.detector.min_seconds:  # refuse before paying for generation
+    evaluation = config.evaluation
+    if evaluation.clip_seconds < analysis.detector.min_seconds:  # refuse before paying for generation
         raise ContractError("run config", [
-            f"evaluation.clip_seconds {config.evaluation.clip_seconds:g} is shorter than the "
+            f"evaluation.clip_seconds {evaluation.clip_seconds:g} is shorter than the "
             f"{analysis.detector.min_seconds:g} s the log-drum detector needs; fix: raise "
             "evaluation.clip_seconds (10 s or more gives the tempo and groove measures room)"])
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     checkpoint_uri = checkpoint_uri or join(run_uri, CHECKPOINTS_DIR)
     out_uri = eval_uri(run_uri, point)
+    attempt = int(os.environ.get("AWS_BATCH_JOB_ATTEMPT") or 1)
     _, dataset_sha256 = load_manifest(dataset_uri)  # InputError (exit 65) when the dataset is missing
-    treatment_model, manifest, manifest_sha256 = load_treatment(checkpoint_uri, config)
-    treatment_uri = checkpoint_dir_uri(checkpoint_uri, manifest)
-    log.info("evaluating %s (epoch %d, step %d) against %s on %d clips each, %s", treatment_uri,
-             manifest.epoch, manifest.step, config.model.model_id, config.evaluation.clips_per_model, device)
-    with _Heartbeats(run_uri, config.run_id, manifest):
-        clips = _generate_arm("treatment", treatment_model, config, analysis, out_uri, device)
-        del treatment_model  # one model in memory at a time
-        control_model = load_musicgen(config.model.model_id, attention=config.model.attention)
-        clips += _generate_arm("control", control_model, config, analysis, out_uri, device)
-        del control_model
-    treatment = summarise(treatment_uri, [c for c in clips if c.arm == "treatment"])
-    control = summarise(config.model.model_id, [c for c in clips if c.arm == "control"])
-    comparison = Comparison(difference=treatment.rate - control.rate,
-                            p_value=fisher_greater(treatment.authentic, treatment.clips, control.authentic,
-                                                   control.clips))
+    with _interrupt_watch(run_uri) as (watch, placement):
+        treatment_model, manifest, manifest_sha256 = load_treatment(checkpoint_uri, config)
+        treatment_uri = checkpoint_dir_uri(checkpoint_uri, manifest)
+        specs = clip_specs(evaluation)
+        settings = SamplingSettings.from_config(evaluation)
+        identities = {"treatment": manifest_sha256, "control": config.model.model_id}
+        keys = {arm: {s.index: clip_key(arm, identities[arm], s, settings, evaluation.score_threshold, analysis)
+                      for s in specs} for arm in ARMS}
+        store = ClipStore(out_uri)
+        done = store.finished({key: (arm, index) for arm in ARMS for index, key in keys[arm].items()})
+        if done:
+            log.info("resuming: %d of %d clips already written by earlier attempts", len(done), 2 * len(specs))
+        log.info("evaluating %s (epoch %d, step %d) against %s on %d clips each, %s", treatment_uri,
+                 manifest.epoch, manifest.step, config.model.model_id, evaluation.clips_per_model, device)
+        generation: GenerationInfo | None = None
+        model: MusicgenForConditionalGeneration | None = treatment_model
+        del treatment_model
+        with _Heartbeats(run_uri, config.run_id, manifest, attempt, placement, watch) as heartbeats:
+            writers = _Writers(store, config, analysis, attempt)
+            try:
+                for arm in ARMS:
+                    pending = [s for s in specs if (arm, s.index) not in done]
+                    if pending and watch.pending() is None:
+                        if model is None:
+                            model = load_musicgen(config.model.model_id, attention=config.model.attention)
+                        info = _generate_arm(arm, model, pending, config, keys[arm], writers, watch, device)
+                        generation = info if generation is None else \
+                            info.model_copy(update={"seconds": generation.seconds + info.seconds})
+                    model = None  # one model in memory at a time
+                    _free_memory(device)
+                if (cause := watch.pending()) is not None:
+                    raise Interrupted(f"stop asked for ({cause.record_cause})")
+            except Interrupted:
+                cause = watch.pending()
+                assert cause is not None
+                kept = len(writers.drain())
+                heartbeats.interrupted(cause)
+                log.warning("stopping for %s: %d clip(s) of this attempt kept, %d from earlier ones; exit %d",
+                            cause.name, kept, len(done), cause.exit_code)
+                raise EvaluationInterrupted(cause, kept + len(done)) from None
+            finally:
+                writers.close()
+            written = writers.drain()
+    clips = sorted([*done.values(), *written], key=lambda c: (ARMS.index(c.arm), c.index))
+    return _report(config, point, manifest, manifest_sha256, treatment_uri, dataset_sha256, clips, generation,
+                   out_uri, run_uri, analysis)
+
+
+def _report(config: RunConfig, point: str, manifest: CheckpointManifest, manifest_sha256: str,
+            treatment_uri: str, dataset_sha256: str, clips: list[ClipScore], generation: GenerationInfo | None,
+            out_uri: str, run_uri: str, analysis: AnalysisConfig) -> EvalReport:
+    evaluation = config.evaluation
+    model_id = config.model.model_id
+    overall = summarise_group(treatment_uri, model_id, clips)
     report = EvalReport(
         run_id=config.run_id, point=point, epoch=epochs_completed(manifest), step=manifest.step,  # type: ignore[arg-type]
-        score_threshold=config.evaluation.score_threshold, clip_seconds=config.evaluation.clip_seconds,
-        guidance_scale=config.evaluation.guidance_scale, treatment=treatment, control=control,
-        comparison=comparison, val_loss=manifest.val_loss,
+        score_threshold=evaluation.score_threshold, clip_seconds=evaluation.clip_seconds,
+        guidance_scale=evaluation.guidance_scale, treatment=overall.treatment, control=overall.control,
+        comparison=overall.comparison, prompt_sets=by_prompt_set(treatment_uri, model_id, clips),
+        prompts=by_prompt(treatment_uri, model_id, clips), val_loss=manifest.val_loss,
+        baseline_val_loss=manifest.baseline_val_loss, generation=generation,
         provenance=Provenance(checkpoint_uri=treatment_uri, checkpoint_sha256=manifest_sha256,
                               code_version=code_version(), dataset_manifest_sha256=dataset_sha256),
-        clips=[ClipScore(arm=c.arm, prompt=c.spec.prompt, seed=c.spec.seed,  # type: ignore[arg-type]
-                         audio=c.audio_name, score=c.result.score, authentic=c.result.authentic,
-                         components=c.result.components, log_drum_events=len(c.result.detection.events))
-               for c in clips],
-        created_at=datetime.now(UTC))
-    images = _write_figures(out_uri, clips, config.evaluation.score_threshold, run_uri)
-    storage.write_text(join(out_uri, report.html_report), render_report(report, images),
+        flags=_flags(clips), clips=clips, attempts=sorted({c.attempt for c in clips}), created_at=datetime.now(UTC))
+    images = _write_figures(out_uri, clips, evaluation.score_threshold, run_uri, analysis)
+    storage.write_text(join(out_uri, report.html_report), render_report(report, images, config.decision),
                        "text/html; charset=utf-8")
     storage.write_text(join(out_uri, "report.json"), report.model_dump_json(indent=2), "application/json")
-    log.info("treatment %.1f%% [%.1f%%, %.1f%%] vs control %.1f%% [%.1f%%, %.1f%%], p = %.4g; report at %s",
-             100 * treatment.rate, 100 * treatment.wilson_low, 100 * treatment.wilson_high,
-             100 * control.rate, 100 * control.wilson_low, 100 * control.wilson_high, comparison.p_value,
-             out_uri)
+    t, c, comparison = report.treatment, report.control, report.comparison
+    log.info("treatment %d/%d vs control %d/%d authentic; McNemar p = %.4g; report at %s", t.authentic, t.clips,
+             c.authentic, c.clips, comparison.p_value, out_uri)
     return report

@@ -38,7 +38,7 @@ from unittest import mock
 import boto3
 
 from aurax_contracts import TINY_MODEL_ID, RunConfig
-from aurax_contracts.config import DEFAULT_PROMPTS
+from aurax_contracts.config import DEFAULT_PROMPTS, DEFAULT_TAG_PROMPTS
 
 from ..ops.report import NoReport, fetch_reports
 from ..ops.stack_outputs import StackOutputs
@@ -64,10 +64,11 @@ def default_template() -> Path:
 
 def local_config(run_id: str, variant: Variant, source_uri: str, clips: int) -> RunConfig:
     """The tiny run: 2 epochs, the decision after the first, a checkpoint every 2 steps. NO-GO demands a
-    share of authentic clips no model reaches (1.0); GO accepts any measured authenticity and the tiny
-    model's loss (its val loss starts near ln 64 = 4.2, above the real 3.5 threshold)."""
-    decision = {"min_authenticity": 0.0, "max_val_loss": 100.0} if variant == "go" else \
-        {"min_authenticity": 1.0, "max_val_loss": 100.0}
+    share of authentic clips no model reaches (1.0); GO accepts any measured authenticity. Both accept no gain
+    over the base model (the tiny random model scores no clip authentic) and the tiny model's loss (its val
+    loss starts near ln 64 = 4.2, above the real 3.5 threshold)."""
+    decision = {"min_authenticity": 0.0 if variant == "go" else 1.0, "improvement_alpha": 1.0,
+                "max_val_loss": 100.0, "min_val_loss_improvement": None}
     return RunConfig.model_validate({
         "run_id": run_id,
         "dataset": {"source_uri": source_uri, "target_clips": clips, "target_tolerance": 0.0,
@@ -78,7 +79,8 @@ def local_config(run_id: str, variant: Variant, source_uri: str, clips: int) -> 
         "checkpoint": {"interval_minutes": 60, "interval_steps": 2},
         "monitoring": {"idle_timeout_minutes": 10},
         "budget": {"budget_usd": 5.0},
-        "evaluation": {"prompts": DEFAULT_PROMPTS[:2], "clips_per_model": 2, "clip_seconds": 1.0},
+        "evaluation": {"prompts": DEFAULT_PROMPTS[:2], "tag_prompts": DEFAULT_TAG_PROMPTS[:2], "clips_per_model": 4,
+                       "clip_seconds": 1.0},
         "decision": decision,
     })
 

@@ -17,6 +17,7 @@ from aurax_contracts import RunConfig
 
 from ..dataset.plan import expected_clips
 from . import figures as f
+from .sample_size import generation_hours
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,7 @@ def estimate(config: RunConfig, *, samples_per_second: float | None = None,
         hours = hours * overhead + start_hours
         return Phase(name, hours, hours * gpu_price, detail)
 
-    generate_hours = (2 * ev.clips_per_model * ev.clip_seconds
-                      * f.T4_GENERATION_SECONDS_PER_AUDIO_SECOND.value) / 3600
+    generate_hours = generation_hours(config)
     prepare_hours = (f.MTAT_DOWNLOAD_BYTES.value / f.DOWNLOAD_BYTES_PER_SECOND.value
                      + (train_clips + validation_clips) * f.PREPARE_SECONDS_PER_CLIP.value) / 3600 + start_hours
     after = t.total_epochs - t.decision_epoch

@@ -40,9 +40,10 @@ T4_MFU_TRANSFER = Figure(1.0, "ratio",
                          "assumed: a T4 (16 GB, fp16) reaches the MFU measured on an H200 within 15 GiB with the "
                          "same plan; run the GPU benchmark on a T4 to replace")
 T4_GENERATION_SECONDS_PER_AUDIO_SECOND = Figure(
-    0.35, "s per s of audio per clip",
-    "assumed: musicgen-small generating in batches of 8 with classifier-free guidance on a T4 (~25 decoder "
-    "steps/s per batch at 50 frames per second of audio); measure to replace")
+    0.22, "s per s of audio per clip",
+    "assumed: musicgen-small generating 64 clips per batch in fp16 with guidance 3 measured 0.0148 s per "
+    "second of audio on an H200 (shared/notes/gpu-measurements.md), times 15, the H200/T4 ratio of memory "
+    "bandwidth (4.8 vs 0.32 TB/s) and of half-precision tensor peak; bench/bench_generate.py on a T4 replaces it")
 
 # --- the model (musicgen-small) ------------------------------------------------------------------------------
 DECODER_PARAMETERS = Figure(420e6, "parameters",

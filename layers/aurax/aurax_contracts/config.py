@@ -66,6 +66,15 @@ DEFAULT_PROMPTS: list[str] = [
     "deep house influenced amapiano with woody log drums and minor ninth piano chords",
     "private school amapiano, mellow rhodes, warm pads, log drum, shaker groove, 110 bpm",
 ]
+#: In-distribution evaluation prompts: written the way the training captions are built from MagnaTagATune tags
+#: (`aurax/dataset/selection.py`: the clip's proxy tags by weight, then its other tags), from tags the default
+#: selection trains on, so that the fine-tuned model is asked in the vocabulary it learnt.
+DEFAULT_TAG_PROMPTS: list[str] = [
+    "house, bass, deep, percussion, piano, beat",
+    "house, tribal, bass, drums, jazzy, repetitive",
+    "house, bongos, deep, percussion, electronic, fast",
+    "house, dance, deep, jazzy, piano, synth",
+]
 
 
 class DatasetSelection(Contract):
@@ -271,26 +280,61 @@ class ComputeConfig(Contract):
 
 
 class EvaluationConfig(Contract):
+    """How the decision evaluation generates and scores clips (docs/operations.md, "The decision")."""
+
     prompts: list[Annotated[str, Field(min_length=3, max_length=500)]] = Field(
-        default_factory=lambda: list(DEFAULT_PROMPTS), min_length=1)
-    """Text prompts both models generate from (cycled up to clips_per_model)."""
-    clips_per_model: Annotated[int, Field(ge=1, le=10_000)] = 100
-    """Clips generated for each arm (treatment and control); prompts cycle, seeds follow `seed`."""
+        default_factory=lambda: list(DEFAULT_PROMPTS))
+    """Amapiano prose prompts (the `amapiano` prompt set): what the mission asks the model for."""
+    tag_prompts: list[Annotated[str, Field(min_length=3, max_length=500)]] = Field(
+        default_factory=lambda: list(DEFAULT_TAG_PROMPTS))
+    """In-distribution prompts in the training captions' tag style (the `in-distribution` prompt set)."""
+    clips_per_model: Annotated[int, Field(ge=1, le=10_000)] = 320
+    """Clips generated for each arm: 320 gives the exact test against min_authenticity 35% 97% power at a true
+    45% (`aurax estimate` shows the power and cost of any value). Prompts cycle, seeds follow `seed`."""
     clip_seconds: Annotated[float, Field(gt=0, le=30)] = 10.0
     """Length of each generated clip."""
     guidance_scale: Annotated[float, Field(ge=1, le=20)] = 3.0
     """Classifier-free guidance scale (1.0 disables guidance)."""
+    top_k: Annotated[int, Field(ge=0, le=100_000)] = 250
+    """Sample from the k most likely codes at each step (MusicGen's default 250; 0 samples from all)."""
+    temperature: Annotated[float, Field(gt=0, le=10)] = 1.0
+    """Sampling temperature."""
     seed: Annotated[int, Field(ge=0)] = 2024
     """Clip i of both arms uses seed + i, so treatment and control differ only by their weights."""
     score_threshold: Annotated[float, Field(ge=0, le=100)] = 80.0
     """A clip is authentic when its AURA-X score is at least this."""
+    precision: Literal["auto", "fp16", "bf16", "fp32"] = "auto"
+    """Generation precision on a GPU: `auto` is bf16 where supported, fp16 otherwise (T4); the CPU uses fp32."""
+    max_batch_size: Annotated[int, Field(ge=1, le=1024)] = 64
+    """Most clips per `generate` call; fewer when the GPU's free memory cannot hold that many."""
+
+    @model_validator(mode="after")
+    def _some_prompt(self) -> EvaluationConfig:
+        if not self.prompts and not self.tag_prompts:
+            raise ValueError("no evaluation prompts: give evaluation.prompts and/or evaluation.tag_prompts")
+        return self
 
 
 class DecisionConfig(Contract):
+    """The go/no-go rule (docs/operations.md, "The decision rule"): GO needs every criterion."""
+
     min_authenticity: Fraction = 0.35
-    """GO needs at least this share of treatment clips scoring >= score_threshold."""
+    """GO needs the treatment's authenticity rate to clear this with confidence: its one-sided exact
+    (Clopper-Pearson) lower bound at `authenticity_confidence` must be at least this."""
+    authenticity_confidence: Annotated[float, Field(ge=0.5, lt=1)] = 0.95
+    """Confidence of that lower bound (0.95 = an exact one-sided binomial test at 5%)."""
+    improvement_alpha: Annotated[float, Field(gt=0, le=1)] = 0.05
+    """GO needs treatment to beat control by McNemar's exact one-sided test on the paired clips at this
+    significance level (1.0 drops the requirement)."""
+    prompt_set: Literal["all", "amapiano", "in-distribution"] = "all"
+    """Which evaluation clips the authenticity criteria count."""
+    max_non_finite_clips: Annotated[int, Field(ge=0)] = 0
+    """GO needs at most this many clips (both arms) with NaN/Inf generation: more make the evidence suspect."""
     max_val_loss: Annotated[float, Field(gt=0, le=100)] = 3.5
     """GO needs the checkpoint's validation loss at most this."""
+    min_val_loss_improvement: Annotated[float, Field(ge=0, le=100)] | None = 0.05
+    """GO needs the validation loss at least this far (nats) below the untouched model's, measured before the
+    first step; null drops the criterion (for runs whose checkpoints carry no baseline)."""
     max_cost_usd: Annotated[float, Field(gt=0)] | None = None
     """Defaults to the budget."""
 

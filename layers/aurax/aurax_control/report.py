@@ -11,6 +11,8 @@ from datetime import datetime
 
 from aurax_contracts import AbortReason, CostLedger, Decision, EvalReport, RunState
 
+from .decision import criterion_line
+
 SIGNIFICANCE = 0.05
 
 
@@ -48,23 +50,7 @@ def suggestions(reason: AbortReason, state: RunState | None, ledger: CostLedger 
         out += ["The job stopped reporting: read its log around the last step and check the data loader "
                 "and S3 access; resume from the last checkpoint once fixed."]
     elif reason == AbortReason.NO_GO and decision is not None:
-        for c in decision.failed:
-            if c.name == "authenticity":
-                significant = decision.comparison.p_value < SIGNIFICANCE
-                out.append(f"Authenticity {_num(c.value, '.1%')} is below {c.threshold:.0%}" +
-                           ("; the gain over the base model is significant, so more epochs on the same data "
-                            "may reach it." if significant else
-                            f"; the gain over the base model is not significant (p = "
-                            f"{decision.comparison.p_value:.3g}): weight the strongest proxy tags higher "
-                            "(dataset.include_tags) or raise dataset.min_score for a cleaner set."))
-            elif c.name == "val_loss":
-                out.append("Validation loss " + ("was not measured: check the dataset's validation split."
-                                                 if c.value is None else
-                                                 f"{_num(c.value)} is above {c.threshold:g}: train longer or "
-                                                 "raise the learning rate if training loss is still falling."))
-            elif c.name == "cost":
-                out.append(f"Spend {_num(c.value, '.2f')} is above the cost limit {c.threshold:.2f}: the model "
-                           "is not worth its cost at this rate; see the ledger.")
+        out += _no_go_advice(decision)
     elif reason in (AbortReason.BAD_CONFIG, AbortReason.BAD_INPUT, AbortReason.PREFLIGHT_FAILED):
         out.append("Nothing was trained: fix the problem named above and start a new execution.")
     elif reason == AbortReason.TIMED_OUT:
@@ -82,6 +68,50 @@ def suggestions(reason: AbortReason, state: RunState | None, ledger: CostLedger 
         out.append("Read the failed job's log; the run resumes from its last checkpoint when started again.")
     if state and state.bad_lines:
         out.append(f"{state.bad_lines} metric lines could not be read: check the job's metric writer.")
+    return out
+
+
+def _no_go_advice(decision: Decision) -> list[str]:
+    """Advice per failed criterion; the per-prompt-set rates tell "did not learn" from "prompts it never saw"."""
+    out = []
+    sets = {s.prompt_set: s for s in decision.prompt_sets}
+    tags, prose = sets.get("in-distribution"), sets.get("amapiano")
+    for c in decision.failed:
+        if c.name == "authenticity":
+            significant = decision.comparison.p_value < SIGNIFICANCE
+            out.append(f"Authenticity {_num(c.value, '.1%')} does not clear {c.threshold:.0%} with confidence "
+                       f"({c.detail})" + ("; the gain over the base model is significant, so more epochs on the "
+                                          "same data may reach it." if significant else
+                                          "; weight the strongest proxy tags higher (dataset.include_tags) or raise "
+                                          "dataset.min_score for a cleaner set."))
+            if tags is not None and prose is not None:
+                if tags.comparison.p_value < SIGNIFICANCE <= prose.comparison.p_value:
+                    out.append(f"The model gained on the tag-style prompts (treatment {tags.treatment.rate:.1%} vs "
+                               f"control {tags.control.rate:.1%}, McNemar p = {tags.comparison.p_value:.3g}) but "
+                               f"not on the Amapiano prose prompts ({prose.treatment.rate:.1%} vs "
+                               f"{prose.control.rate:.1%}): it learnt, but the prose prompts are outside the "
+                               "captions it was trained on; prompt it with tags or caption the data in prose.")
+                elif tags.comparison.p_value >= SIGNIFICANCE:
+                    out.append(f"No gain even on the tag-style prompts it was trained with (treatment "
+                               f"{tags.treatment.rate:.1%} vs control {tags.control.rate:.1%}, McNemar p = "
+                               f"{tags.comparison.p_value:.3g}): the model did not learn the target from this data.")
+        elif c.name == "beats_control":
+            out.append(f"Treatment does not beat the base model on the paired clips ({c.detail}): more epochs, a "
+                       "higher learning rate or a cleaner tag selection; a larger evaluation "
+                       "(evaluation.clips_per_model, see `aurax estimate`) if the gain is there but small.")
+        elif c.name == "finite_audio":
+            out.append(f"Generation produced NaN/Inf ({c.detail}): re-run the evaluation with evaluation.precision "
+                       "fp32 or a lower evaluation.guidance_scale, then `aurax decide` on the new report.")
+        elif c.name == "val_loss":
+            out.append("Validation loss " + ("was not measured: check the dataset's validation split."
+                                             if c.value is None else
+                                             f"{_num(c.value)} is above {c.threshold:g}: train longer or "
+                                             "raise the learning rate if training loss is still falling."))
+        elif c.name == "val_loss_improvement":
+            out.append(f"Validation loss did not improve enough on the untouched model's ({c.detail}).")
+        elif c.name == "cost":
+            out.append(f"Spend {_num(c.value, '.2f')} is above the cost limit {c.threshold:.2f}: the model "
+                       "is not worth its cost at this rate; see the ledger.")
     return out
 
 
@@ -111,8 +141,7 @@ def build_sections(run_id: str, reason: AbortReason, detail: str, state: RunStat
         sections.append(spend)
     if decision is not None:
         sections.append(Section("Decision", paragraphs=[f"{decision.outcome} at the {decision.point} point."],
-                                table=[(c.name, f"{_num(c.value)} (needs {c.comparison} {c.threshold:g}): "
-                                                f"{'pass' if c.passed else 'FAIL'}") for c in decision.criteria]))
+                                bullets=[criterion_line(c) for c in decision.criteria] + decision.flags))
     if report is not None:
         t, k = report.treatment, report.control
         sections.append(Section("Evaluation", table=[
@@ -120,10 +149,14 @@ def build_sections(run_id: str, reason: AbortReason, detail: str, state: RunStat
             ("Treatment authenticity",
              f"{t.authentic}/{t.clips} = {t.rate:.1%} (95% CI {t.wilson_low:.1%}-{t.wilson_high:.1%})"),
             ("Control authenticity", f"{k.authentic}/{k.clips} = {k.rate:.1%}"),
-            ("Difference, p (Fisher, one-sided)",
-             f"{report.comparison.difference:+.1%}, p = {report.comparison.p_value:.3g}"),
+            ("Paired difference, p (McNemar exact, one-sided)",
+             f"{report.comparison.difference:+.1%} ({report.comparison.treatment_only} pairs only treatment, "
+             f"{report.comparison.control_only} only control), p = {report.comparison.p_value:.3g}"),
+            *((f"Prompt set {s.prompt_set}", f"treatment {s.treatment.authentic}/{s.treatment.clips} = "
+               f"{s.treatment.rate:.1%}, control {s.control.authentic}/{s.control.clips} = {s.control.rate:.1%}, "
+               f"McNemar p = {s.comparison.p_value:.3g}") for s in report.prompt_sets),
             ("Mean score treatment / control", f"{t.mean_score:.1f} / {k.mean_score:.1f}"),
-            ("Validation loss", _num(report.val_loss)),
+            ("Validation loss (untouched model)", f"{_num(report.val_loss)} ({_num(report.baseline_val_loss)})"),
             ("Checkpoint", report.provenance.checkpoint_uri)]))
     next_steps = suggestions(reason, state, ledger, report, decision)
     sections.append(Section("What the data suggests next", bullets=next_steps))

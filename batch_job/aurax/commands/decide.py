@@ -1,0 +1,62 @@
+"""`aurax decide REPORT`: re-decide offline from an evaluation report, with the Decide function's own rule."""
+
+from __future__ import annotations
+
+import argparse
+
+EXAMPLES = """examples:
+  aurax decide runs/my-run/eval/decision/report.json --config run.yaml --spend 212.40
+  aurax decide s3://BUCKET/runs/my-run/eval/decision/report.json --config stricter.yaml --json
+
+A re-decision is an audit or a what-if (other thresholds, another prompt set): it is labelled as such and
+touches nothing: no event, no message, no run state. Without --spend the cost criterion cannot be judged and
+fails (`aurax status RUN` shows the spend).
+
+exit codes: 0 decided (GO or NO-GO: see the output), 64 bad config or arguments, 65 report missing or
+unreadable"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "decide", help="re-decide go/no-go offline from an evaluation report",
+        description="Apply the go/no-go rule (the Decide step's own code) to an evaluation report "
+                    "(report.json), with the run config's decision settings or changed ones.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("report", metavar="REPORT", help="the evaluation's report.json (a path or s3:// URI)")
+    parser.add_argument("--config", metavar="URI", help="run config whose decision settings apply "
+                        "(default: the defaults)")
+    parser.add_argument("--spend", type=float, metavar="USD", help="spend so far, for the cost criterion")
+    parser.add_argument("--json", action="store_true", help="print the Decision as JSON")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+    from datetime import UTC, datetime
+
+    from pydantic import ValidationError
+
+    from aurax_contracts import ContractError, EvalReport, RunConfig, parse_run_config
+    from aurax_control.decision import decide, describe
+
+    from .. import storage
+    from ..errors import InputError
+
+    if args.spend is not None and args.spend < 0:
+        raise ContractError("aurax decide arguments", [f"--spend {args.spend:g}: spend cannot be negative"])
+    try:
+        report = EvalReport.model_validate_json(storage.read_bytes(args.report))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InputError(f"{args.report} is not an evaluation report this version reads ({where}: {first['msg']}); "
+                         "give the report.json `aurax job evaluate` wrote, or evaluate again with this "
+                         "version") from exc
+    config = parse_run_config(storage.read_text(args.config), args.config) if args.config else \
+        RunConfig(run_id=report.run_id)
+    if config.run_id != report.run_id:
+        print(f"aurax: note: the config is run {config.run_id}'s, the report run {report.run_id}'s",
+              file=sys.stderr)
+    decision = decide(report, args.spend, config, datetime.now(UTC), re_decision=True)
+    print(decision.model_dump_json(indent=2) if args.json else describe(decision).rstrip("\n"))
+    return 0

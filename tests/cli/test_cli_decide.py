@@ -1,0 +1,72 @@
+"""`aurax decide REPORT`: the Decide function's rule, offline, labelled as a re-decision, touching nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aurax_contracts import Decision, JobExit
+from tests.control.evals import eval_report
+
+
+@pytest.fixture
+def report_json(tmp_path: Path):
+    def write(**kwargs: object) -> str:
+        path = tmp_path / "report.json"
+        path.write_text(eval_report(**kwargs).model_dump_json())  # type: ignore[arg-type]
+        return str(path)
+
+    return write
+
+
+@pytest.fixture(autouse=True)
+def _no_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A re-decision must not reach AWS: no event, no message, no run state."""
+    import boto3
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("aurax decide called AWS")
+
+    monkeypatch.setattr(boto3, "client", refuse)
+    monkeypatch.setattr(boto3, "resource", refuse)
+
+
+def test_re_decides_with_the_decide_rule_and_says_so(aurax, report_json) -> None:
+    result = aurax("decide", report_json(authentic=45), "--spend", "120.5")
+    assert result.code == 0, result.err
+    assert result.out.startswith("RE-DECISION (offline audit, not the run's announced decision) for run run-a: GO")
+    for name in ("authenticity", "beats_control", "finite_audio", "cost", "val_loss", "val_loss_improvement"):
+        assert f"] {name}:" in result.out
+    assert "$120.50" in result.out and "McNemar p" in result.out
+
+
+def test_json_output_is_a_labelled_decision(aurax, report_json) -> None:
+    result = aurax("decide", report_json(authentic=45), "--spend", "10", "--json")
+    decision = Decision.model_validate(json.loads(result.out))
+    assert decision.re_decision and decision.outcome == "GO" and decision.spend_usd == 10
+
+
+def test_threshold_changes_after_the_fact(aurax, report_json, run_yaml) -> None:
+    report = report_json(authentic=40, control=10)
+    assert json.loads(aurax("decide", report, "--spend", "10", "--json").out)["outcome"] == "GO"
+    stricter = run_yaml("run_id: run-a\ndecision: {min_authenticity: 0.4}\n")
+    out = json.loads(aurax("decide", report, "--config", stricter, "--spend", "10", "--json").out)
+    assert out["outcome"] == "NO-GO" and [c["name"] for c in out["criteria"] if not c["passed"]] == ["authenticity"]
+
+
+def test_without_spend_the_cost_cannot_be_judged(aurax, report_json) -> None:
+    result = aurax("decide", report_json(authentic=45))
+    assert "NO-GO" in result.out.splitlines()[0] and "[FAIL] cost: not measured" in result.out
+
+
+def test_bad_input_is_refused_clearly(aurax, report_json, tmp_path: Path) -> None:
+    missing = aurax("decide", str(tmp_path / "nope.json"))
+    assert missing.code == JobExit.BAD_INPUT and "nope.json" in missing.err
+    other = tmp_path / "other.json"
+    other.write_text('{"schema_version": 1}')
+    wrong = aurax("decide", str(other))
+    assert wrong.code == JobExit.BAD_INPUT and "not an evaluation report this version reads" in wrong.err
+    negative = aurax("decide", report_json(), "--spend", "-1")
+    assert negative.code == JobExit.BAD_CONFIG and "--spend -1" in negative.err

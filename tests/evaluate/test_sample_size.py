@@ -1,0 +1,78 @@
+"""How many clips the decision evaluation needs: exact power, and its time and cost in `aurax estimate`."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from aurax.cli import main
+from aurax.ops.sample_size import (
+    authenticity_power,
+    clips_needed,
+    critical_count,
+    evaluation_hours,
+    evaluation_plan,
+    mcnemar_power,
+)
+from aurax_contracts import RunConfig
+from aurax_control.stats import mcnemar_exact_greater
+
+
+@pytest.mark.parametrize(("clips", "least"), [(100, 44), (200, 82), (300, 120)])
+def test_critical_counts_of_the_exact_test_against_35_percent(clips: int, least: int) -> None:
+    assert critical_count(clips, 0.35, 0.05) == least
+
+
+@pytest.mark.parametrize(("clips", "power"), [(200, 0.89), (300, 0.96)])
+def test_power_at_a_true_45_percent(clips: int, power: float) -> None:
+    # The issue's reference: 200-300 clips per arm give 0.89-0.96 power at a true 45%.
+    assert authenticity_power(clips, 0.35, 0.45, 0.05) == pytest.approx(power, abs=0.005)
+
+
+def test_mcnemar_power_equals_brute_force_enumeration_of_the_pairs() -> None:
+    n, p, c, alpha = 20, 0.45, 0.15, 0.05
+    p10, p01 = p * (1 - c), c * (1 - p)
+    brute = 0.0
+    for b in range(n + 1):
+        for d in range(n + 1 - b):
+            if mcnemar_exact_greater(b, d) <= alpha:
+                ways = math.factorial(n) // (math.factorial(b) * math.factorial(d) * math.factorial(n - b - d))
+                brute += ways * p10 ** b * p01 ** d * (1 - p10 - p01) ** (n - b - d)
+    assert mcnemar_power(n, p, c, alpha) == pytest.approx(brute, rel=1e-9)
+    assert mcnemar_power(50, 0.2, 0.2, alpha) < alpha  # no effect: at most the test's size
+
+
+def test_clips_needed_is_the_least_size_reaching_the_power() -> None:
+    def power(n: int) -> float:
+        return authenticity_power(n, 0.35, 0.45, 0.05)
+
+    needed = clips_needed(power, 0.8)
+    assert needed is not None and power(needed) >= 0.8 and power(needed - 1) < 0.8
+    assert clips_needed(lambda n: authenticity_power(n, 0.35, 0.30, 0.05), 0.8) is None  # true rate below
+
+
+def test_default_evaluation_is_powered_and_costed() -> None:
+    config = RunConfig(run_id="est-1")
+    plan = evaluation_plan(config)
+    assert plan.clips_per_model == 320 and plan.authenticity_power > 0.95 and plan.comparison_power > 0.99
+    assert plan.clips_for_authenticity is not None and plan.clips_for_authenticity <= 320
+    assert plan.hours == pytest.approx(evaluation_hours(config)) and plan.usd == pytest.approx(plan.hours * 0.22)
+    # 640 clips of 10 s at 0.22 s per second of audio, +8% interruptions, + a 420 s job start
+    assert plan.hours == pytest.approx((640 * 10 * 0.22 * 1.08 + 420) / 3600)
+
+
+def test_estimate_shows_the_evaluations_power_and_cost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("run_id: est-1\nevaluation: {clips_per_model: 100}\n")
+    assert main(["estimate", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "decision evaluation: 100 clips per arm of 10 s" in out
+    assert "authenticity (exact test against 35% at 0.05): 0.62; 80% power needs" in out
+    assert main(["estimate", "--config", str(config), "--true-rate", "0.5", "--power", "0.9", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)["evaluation"]
+    assert plan["true_rate"] == 0.5 and plan["target_power"] == 0.9 and plan["clips_for_authenticity"] < 100
+    assert main(["estimate", "--config", str(config), "--power", "1.5"]) == 65
+    assert "--power must be between 0 and 1" in capsys.readouterr().err
