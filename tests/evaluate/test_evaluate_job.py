@@ -174,9 +174,13 @@ def test_html_report_with_its_images_and_audio(local_run: dict[str, str], report
 
 def test_heartbeats_are_sent_while_evaluating(local_run: dict[str, str]) -> None:
     metrics = RunLayout(local_run["root"], tiny_config().run_id).metrics_uri
-    kinds = [parse_metric_line(line).kind for uri in storage.list_uris(metrics) if "chunk-00000001" in uri
-             for line in storage.read_text(uri).splitlines()]
-    assert "heartbeat" in kinds
+    records = [parse_metric_line(line) for uri in storage.list_uris(metrics) if uri.endswith(".jsonl")
+               for line in storage.read_text(uri).splitlines() if '"heartbeat"' in line]
+    beats = [r for r in records if r.kind == "heartbeat" and r.phase == "evaluate"]
+    assert beats
+    # The clips finished are the evaluation's progress for the idle watch: counted up to every clip of both arms.
+    assert [b.progress.clips for b in beats] == sorted(b.progress.clips for b in beats)
+    assert beats[-1].progress.clips == 2 * CLIPS
 
 
 def test_loss_curves_skip_bad_lines(local_run: dict[str, str]) -> None:

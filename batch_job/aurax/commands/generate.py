@@ -101,11 +101,14 @@ def run(args: argparse.Namespace) -> int:
         assert isinstance(config, RunConfig)
         model, manifest, _ = load_trained_model(args.checkpoint, config)  # InputError (65) when none verifies
         model_id, name = config.model.model_id, f"{args.checkpoint} (step {manifest.step})"
+        revision = config.model.resolved_revision()
     else:
         model_id = args.model or (config.model.model_id if config else MUSICGEN_SMALL)
-        model, name = load_musicgen(model_id), model_id
+        # The config's revision for the config's model; otherwise load_musicgen's default (the pinned one).
+        revision = config.model.resolved_revision() if config and model_id == config.model.model_id else None
+        model, name = load_musicgen(model_id, revision=revision), model_id
     written = generate_to_folder(
-        model, load_tokenizer(model_id), prompts, seeds, SamplingSettings.from_config(evaluation), args.out,
+        model, load_tokenizer(model_id, revision), prompts, seeds, SamplingSettings.from_config(evaluation), args.out,
         model_name=name, device=device, precision=evaluation.precision, max_batch_size=evaluation.max_batch_size,
         threshold=evaluation.score_threshold)
     if args.json:

@@ -37,7 +37,7 @@ from aurax_contracts import (
 )
 from aurax_contracts.evaluation import Arm, GenerationInfo
 from aurax_contracts.layout import CHECKPOINTS_DIR, METRICS_DIR, join
-from aurax_contracts.metrics import Heartbeat, Interruption, TrainStep, ValLoss, utc_now
+from aurax_contracts.metrics import Heartbeat, Interruption, Progress, TrainStep, ValLoss, utc_now
 
 from .. import storage
 from ..audio.config import AnalysisConfig
@@ -45,7 +45,7 @@ from ..audio.detector import detect
 from ..audio.io import load_audio
 from ..dataset.shards import load_manifest
 from ..metrics_sink import MetricsSink
-from ..model import load_musicgen, load_tokenizer
+from ..model import load_configured_musicgen, load_tokenizer
 from ..train.interrupts import Cause, ImdsClient, InterruptWatch, Placement, read_placement
 from ..version import code_version
 from . import plots
@@ -129,9 +129,10 @@ class _Heartbeats:
     also reads the control plane's stop request."""
 
     def __init__(self, run_uri: str, run_id: str, manifest: CheckpointManifest, attempt: int,
-                 placement: Placement, interrupts: InterruptWatch) -> None:
+                 placement: Placement, interrupts: InterruptWatch, clips_written: Callable[[], int]) -> None:
         self.sink = MetricsSink(join(run_uri, METRICS_DIR), attempt)
         self.interrupts = interrupts
+        self.clips_written = clips_written
         self.record = dict(run_id=run_id, attempt=attempt, step=manifest.step, epoch=manifest.epoch)
         self.placement = dict(instance_type=placement.instance_type, availability_zone=placement.availability_zone,
                               batch_job_id=os.environ.get("AWS_BATCH_JOB_ID"))
@@ -143,7 +144,10 @@ class _Heartbeats:
         return self
 
     def _tick(self) -> None:
-        self.sink.emit(Heartbeat(time=utc_now(), phase="evaluate", **self.record, **self.placement))
+        # The clips this attempt finished are its progress: the idle watch ends an evaluation whose count
+        # stands still for the idle timeout, not one that merely runs long.
+        self.sink.emit(Heartbeat(time=utc_now(), phase="evaluate", progress=Progress(clips=self.clips_written()),
+                                 **self.record, **self.placement))
         self.interrupts.check_stop_request()
 
     def interrupted(self, cause: Cause) -> None:
@@ -151,6 +155,7 @@ class _Heartbeats:
         self.sink.flush()
 
     def __exit__(self, *exc: object) -> None:
+        self._tick()  # the attempt's final count
         self.sink.close()
 
 
@@ -202,7 +207,8 @@ def _generate_arm(arm: Arm, model: MusicgenForConditionalGeneration, pending: li
                   keys: dict[int, str], writers: _Writers, watch: InterruptWatch, device: torch.device
                   ) -> GenerationInfo:
     evaluation = config.evaluation
-    generator = ClipGenerator(model, load_tokenizer(config.model.model_id), SamplingSettings.from_config(evaluation),
+    generator = ClipGenerator(model, load_tokenizer(config.model.model_id, config.model.resolved_revision()),
+                              SamplingSettings.from_config(evaluation),
                               device, evaluation.precision, evaluation.max_batch_size)
     log.info("%s: %d clip(s) to generate on %s in %s, %d per batch", arm, len(pending), device,
              generator.precision, generator.batch_size)
@@ -304,14 +310,15 @@ def run_evaluation(config: RunConfig, *, run_uri: str, dataset_uri: str, point: 
         generation: GenerationInfo | None = None
         model: MusicgenForConditionalGeneration | None = treatment_model
         del treatment_model
-        with _Heartbeats(run_uri, config.run_id, manifest, attempt, placement, watch) as heartbeats:
-            writers = _Writers(store, config, analysis, attempt)
+        writers = _Writers(store, config, analysis, attempt)
+        with _Heartbeats(run_uri, config.run_id, manifest, attempt, placement, watch,
+                         lambda: len(writers.written)) as heartbeats:
             try:
                 for arm in ARMS:
                     pending = [s for s in specs if (arm, s.index) not in done]
                     if pending and watch.pending() is None:
                         if model is None:
-                            model = load_musicgen(config.model.model_id, attention=config.model.attention)
+                            model = load_configured_musicgen(config.model)
                         info = _generate_arm(arm, model, pending, config, keys[arm], writers, watch, device)
                         generation = info if generation is None else \
                             info.model_copy(update={"seconds": generation.seconds + info.seconds})

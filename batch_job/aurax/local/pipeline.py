@@ -68,7 +68,7 @@ def local_config(run_id: str, variant: Variant, source_uri: str, clips: int) -> 
     over the base model (the tiny random model scores no clip authentic) and the tiny model's loss (its val
     loss starts near ln 64 = 4.2, above the real 3.5 threshold)."""
     decision = {"min_authenticity": 0.0 if variant == "go" else 1.0, "improvement_alpha": 1.0,
-                "max_val_loss": 100.0, "min_val_loss_improvement": None}
+                "max_val_loss": 100.0}
     return RunConfig.model_validate({
         "run_id": run_id,
         "dataset": {"source_uri": source_uri, "target_clips": clips, "target_tolerance": 0.0,
