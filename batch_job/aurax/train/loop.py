@@ -559,6 +559,8 @@ class Trainer:
             save("final" if epoch + 1 == tcfg.total_epochs else "epoch", val_loss)
             if (cause := agree()[0]) is not None:
                 return stop(cause)
+        if self.sink is not None:
+            heartbeat()  # the attempt's final progress, however short the attempt was
         return JobExit.SUCCEEDED
 
     def _step(self, wrapped: torch.nn.Module, micro: list[Batch], seeds: list[int], step_tokens: int,
