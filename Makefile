@@ -28,8 +28,11 @@ tools: $(TOOLS)/sam/bin/sam $(TOOLS)/checkov/bin/checkov
 local: $(BIN)/aurax
 	$(BIN)/aurax local
 
+# pytest exits 5 when it collected no tests: a broken suite, never a pass (make would report it as plain failure).
+PYTEST_COLLECTED = status=$$?; if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; fi; exit $$status
+
 test: $(BIN)/aurax tools
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile; $(PYTEST_COLLECTED)
 	$(MAKE) test-floor
 
 # The model and training code against the lowest transformers pyproject.toml accepts, overlaid on the venv
@@ -43,7 +46,7 @@ $(FLOOR)/.done: Makefile
 test-floor: $(BIN)/aurax $(FLOOR)/.done
 	PYTHONPATH=$(FLOOR) AURAX_EXPECT_TRANSFORMERS=5.17.0 $(BIN)/python -m pytest -n 2 -q tests/model \
 		tests/train/test_plan_schedule_guards.py tests/train/test_step.py tests/train/test_run_records.py \
-		-m "not slow" -k "not baseline"
+		-m "not slow" -k "not baseline"; $(PYTEST_COLLECTED)
 
 lint: $(BIN)/aurax tools
 	$(BIN)/cfn-lint template.yaml
