@@ -33,7 +33,7 @@ from .audio.config import AnalysisConfig
 from .errors import InputError
 
 if TYPE_CHECKING:
-    from .train.interrupts import InterruptWatch
+    from .interrupts import InterruptWatch
 
 IDLE_RULE_ENV = "AURAX_IDLE_RULE_NAME"
 ALERT_TOPIC_ENV = "AURAX_ALERT_TOPIC_ARN"

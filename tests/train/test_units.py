@@ -11,6 +11,7 @@ import torch
 
 from aurax import storage
 from aurax.dataset.shards import Clip
+from aurax.interrupts import Cause, ImdsClient, InterruptWatch
 from aurax.metrics_sink import MetricsSink
 from aurax.model import load_musicgen
 from aurax.train.checkpoint import CheckpointContent, CheckpointStore, Position
@@ -23,7 +24,6 @@ from aurax.train.data import (
     rank_positions,
     split_micro_batches,
 )
-from aurax.train.interrupts import Cause, ImdsClient, InterruptWatch
 from aurax_contracts import TINY_MODEL_ID, JobExit
 from aurax_contracts.layout import metrics_chunk_name
 from aurax_contracts.metrics import Heartbeat, utc_now

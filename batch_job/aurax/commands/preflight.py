@@ -33,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from aurax_contracts import JobExit
 
     from ..audio.config import load_analysis_config
+    from ..interrupts import ImdsClient, InterruptWatch
     from ..preflight import DEFAULT_MIN_GPU_MEMORY_GIB, PreflightReport, run_interruptible, run_preflight
-    from ..train.interrupts import ImdsClient, InterruptWatch
 
     def checks() -> PreflightReport:
         return run_preflight(config_uri=args.config, dataset_uri=args.dataset_uri, require_gpu=args.require_gpu,

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from ..dataset.builder import SHARD_CLIPS, PrepareOptions, prepare_dataset
     from ..dataset.download import DownloadError
     from ..dataset.stopping import Interrupted
-    from ..train.interrupts import ImdsClient, InterruptWatch, read_placement
+    from ..interrupts import ImdsClient, InterruptWatch, read_placement
 
     config = parse_run_config(storage.read_text(args.config), args.config)
     work_dir = args.work_dir or Path(os.environ.get(WORK_DIR_ENV) or Path(tempfile.gettempdir()) / "aurax-prepare")

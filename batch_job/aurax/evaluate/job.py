@@ -44,9 +44,9 @@ from ..audio.config import AnalysisConfig
 from ..audio.detector import detect
 from ..audio.io import load_audio
 from ..dataset.shards import load_manifest
+from ..interrupts import Cause, ImdsClient, InterruptWatch, Placement, read_placement
 from ..metrics_sink import MetricsSink
 from ..model import load_configured_musicgen, load_tokenizer
-from ..train.interrupts import Cause, ImdsClient, InterruptWatch, Placement, read_placement
 from ..version import code_version
 from . import plots
 from .clips import ClipStore, clip_key

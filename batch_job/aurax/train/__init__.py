@@ -15,6 +15,6 @@ micro-batches, text conditioning), `plan` (micro-batch, accumulation and activat
 GPU's memory), `schedule` (the learning-rate schedule, saved in checkpoints and checked on resume), `guards`
 (which values are divergence), `progress` (the counters heartbeats carry for the idle watch), `trainable`
 (which parameters train: full decoder or LoRA), `precision` (fp16/bf16/fp32), `checkpoint` (atomic, verified
-save/resume; `load_trained_model` for the evaluation), `interrupts` (SIGTERM, spot notice, stop request),
+save/resume; `load_trained_model` for the evaluation) (SIGTERM, spot notices and stop requests: `aurax.interrupts`),
 `faults` (test-only fault injection), `distributed`, `loop` (the training loop), `options`.
 """

@@ -51,6 +51,7 @@ from aurax_contracts.metrics import (
 from .. import storage
 from ..dataset.shards import Clip, load_split
 from ..errors import InputError
+from ..interrupts import CAUSE_CODES, CODE_CAUSES, Cause, ImdsClient, InterruptWatch, Placement, read_placement
 from ..metrics_sink import MetricsSink
 from ..model import (
     attention_of,
@@ -83,7 +84,6 @@ from .data import (
 )
 from .distributed import DistContext, init_distributed
 from .guards import Divergence, loss_divergence, recordable_grad_norm, recordable_throughput, step_divergence
-from .interrupts import CAUSE_CODES, CODE_CAUSES, Cause, ImdsClient, InterruptWatch, Placement, read_placement
 from .options import TrainOptions
 from .plan import GIB, MEMORY_MARGIN, MemoryFit, accumulation_for, choose, measure_fit, memory_budget, rank_share
 from .precision import Precision, resolve_precision

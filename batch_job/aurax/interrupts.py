@@ -1,8 +1,10 @@
-"""What can ask a running training job to checkpoint and stop: SIGTERM (Batch stopping the container), the
-EC2 spot interruption notice (polled from instance metadata, IMDSv2, every 5 s: a reclaim does not promise a
-SIGTERM first), and a `StopRequest` the control plane writes to `{run-uri}/control/stop.json`.
+"""What can ask a running job (train, evaluate, prepare, preflight) to keep its finished work and stop: SIGTERM
+(Batch stopping the container; the job command is the container's PID 1), the EC2 spot interruption notice
+(polled from instance metadata, IMDSv2, every 5 s: a reclaim does not promise a SIGTERM first), and a
+`StopRequest` the control plane writes to `{run-uri}/control/stop.json`.
 
-The main loop reads `InterruptWatch.pending()` between optimizer steps; nothing here touches the model.
+Each job reads `InterruptWatch.pending()` between units of work (optimizer steps, decoding steps, encoded
+batches, download chunks, preflight checks) and exits with the cause's code (75 when Batch should retry).
 
 Environment: `AURAX_IMDS_ENDPOINT` (default `http://169.254.169.254`; `off` disables metadata look-ups),
 `AURAX_SPOT_POLL_SECONDS` (default 5).
@@ -25,7 +27,7 @@ from pydantic import ValidationError
 
 from aurax_contracts import AbortReason, JobExit, StopRequest
 
-from .. import storage
+from . import storage
 
 log = logging.getLogger(__name__)
 
