@@ -241,3 +241,51 @@ def test_a_request_the_emulation_cannot_decide_fails_and_is_recorded(aws: None):
             boto3.client("sns", region_name=REGION).check_if_phone_number_is_opted_out(phoneNumber="+27115550100")
     assert local.iam_denials and local.iam_denials[0].startswith(
         "undecided: sns:CheckIfPhoneNumberIsOptedOut by test role caller")
+
+
+def test_a_missing_key_is_not_found_only_for_a_caller_who_may_list_the_bucket(aws: None):
+    # S3 answers a read of a missing key with 404 only when the caller has s3:ListBucket, else 403 (HeadObject,
+    # GetObject "Permissions"): `storage.exists` and `objects.read_text` rely on the 404.
+    with patched_moto() as local:
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket="data")
+        s3.put_object(Bucket="data", Key="there", Body=b"x")
+        getter = role("getter", allow("s3:GetObject", "arn:aws:s3:::data/*"))
+        lister = role("lister", allow("s3:GetObject", "arn:aws:s3:::data/*"),
+                      allow("s3:ListBucket", "arn:aws:s3:::data"))
+        with acting_as(getter):
+            assert s3.head_object(Bucket="data", Key="there")["ContentLength"] == 1  # present: GetObject suffices
+            with pytest.raises(ClientError) as got:
+                s3.get_object(Bucket="data", Key="missing")
+            with pytest.raises(ClientError) as headed:
+                s3.head_object(Bucket="data", Key="missing")
+        with acting_as(lister):
+            with pytest.raises(ClientError) as not_found:
+                s3.get_object(Bucket="data", Key="missing")
+            with pytest.raises(ClientError) as head_not_found:
+                s3.head_object(Bucket="data", Key="missing")
+    assert got.value.response["Error"]["Code"] == "AccessDenied"
+    assert "perform: s3:ListBucket on resource: arn:aws:s3:::data" in got.value.response["Error"]["Message"]
+    assert (headed.value.response["Error"]["Code"], headed.value.response["ResponseMetadata"]["HTTPStatusCode"]) \
+        == ("403", 403)  # a HEAD answer has no body
+    assert len(local.iam_denials) == 2 and all("s3:ListBucket" in d for d in local.iam_denials)
+    assert not_found.value.response["Error"]["Code"] == "NoSuchKey"
+    assert head_not_found.value.response["Error"]["Code"] == "404"
+
+
+def test_a_deleted_key_of_a_versioned_kms_bucket_reads_as_missing(aws: None):
+    # The data bucket is versioned and SSE-KMS: a deleted key's current version is a delete marker, which has no
+    # encryption of its own.
+    with patched_moto() as local:
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket="data")
+        s3.put_bucket_versioning(Bucket="data", VersioningConfiguration={"Status": "Enabled"})
+        s3.put_bucket_encryption(Bucket="data", ServerSideEncryptionConfiguration={"Rules": [{
+            "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "alias/aws/s3"}}]})
+        s3.put_object(Bucket="data", Key="control/stop.json", Body=b"{}")
+        s3.delete_object(Bucket="data", Key="control/stop.json")
+        reader = role("reader", allow("s3:GetObject", "arn:aws:s3:::data/*"),
+                      allow("s3:ListBucket", "arn:aws:s3:::data"))
+        with acting_as(reader), pytest.raises(ClientError) as missing:
+            s3.get_object(Bucket="data", Key="control/stop.json")
+    assert missing.value.response["Error"]["Code"] == "NoSuchKey" and local.iam_denials == []

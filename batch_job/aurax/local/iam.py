@@ -227,10 +227,19 @@ def _copy_source(call: Call) -> tuple[str, str, str | None]:
     return bucket, unquote(key), query or None
 
 
-def _s3_read(action: str = "s3:GetObject") -> Callable[[Call, IamEnforcement], list[Permission]]:
+def _s3_read(action: str = "s3:GetObject", *, reads_object: bool = True
+             ) -> Callable[[Call, IamEnforcement], list[Permission]]:
+    """`action` (its `...Version` form with a version id) on the object; for a read (GetObject, HeadObject) of
+    a key that does not exist, also s3:ListBucket on the bucket: without it AWS answers 403 AccessDenied, not
+    404, so code that treats "missing" as "absent" fails there."""
     def needs(call: Call, iam: IamEnforcement) -> list[Permission]:
+        bucket, key = call.params["Bucket"], call.params["Key"]
         versioned = "Version" if call.params.get("VersionId") else ""
-        return [Permission(action + versioned, _s3_object(call.params["Bucket"], call.params["Key"]))]
+        own = [Permission(action + versioned, _s3_object(bucket, key))]
+        if not reads_object or versioned or not iam.s3_key_missing(bucket, key):
+            return own
+        rule = AWS_RULES[("s3", "missing-key")]
+        return [*own, Permission("s3:ListBucket", f"arn:aws:s3:::{bucket}", f"{rule.what} ({rule.source})")]
     return needs
 
 
@@ -362,7 +371,7 @@ AWS_RULES: dict[tuple[str, str], Rule] = {
                                    "target", "https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPartCopy.html",
                                    _s3_copy),
     ("s3", "DeleteObject"): Rule("DeleteObject needs s3:DeleteObject (s3:DeleteObjectVersion with a version id)",
-                                 _S3_PERMISSIONS, _s3_read("s3:DeleteObject")),
+                                 _S3_PERMISSIONS, _s3_read("s3:DeleteObject", reads_object=False)),
     ("s3", "DeleteObjects"): Rule("DeleteObjects needs s3:DeleteObject on every key", "https://docs.aws.amazon.com/"
                                   "AmazonS3/latest/API/API_DeleteObjects.html", _s3_delete_objects),
     ("s3", "ListObjects"): Rule("listing objects needs s3:ListBucket", _S3_PERMISSIONS, _s3_bucket_action(
@@ -375,6 +384,11 @@ AWS_RULES: dict[tuple[str, str], Rule] = {
                                "API_HeadBucket.html", _s3_bucket_action("s3:ListBucket")),
     ("s3", "GetBucketLocation"): Rule("GetBucketLocation needs s3:GetBucketLocation", _S3_PERMISSIONS,
                                       _s3_bucket_action("s3:GetBucketLocation")),
+    # Implied: what a read of a missing key needs to be answered "not found".
+    ("s3", "missing-key"): Rule(
+        "reading a key that does not exist (GetObject, HeadObject) is answered 404 only to a caller with "
+        "s3:ListBucket on the bucket, 403 AccessDenied to any other",
+        "https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html", lambda c, i: []),
     # Implied: KMS keys behind encrypted resources.
     ("kms", "s3-sse-kms"): Rule(
         "an SSE-KMS object needs kms:GenerateDataKey to write (and kms:Decrypt for multipart uploads) and "
@@ -744,9 +758,24 @@ class IamEnforcement:
         default = rule.get("ApplyServerSideEncryptionByDefault") or {}
         return default.get("KMSMasterKeyID") or ("alias/aws/s3" if default.get("SSEAlgorithm") == "aws:kms" else None)
 
-    def s3_object_kms_key(self, bucket: str, key: str) -> str | None:
+    def _s3_current(self, bucket: str, key: str) -> tuple[bool, Any]:
+        """(whether the bucket exists, the key's current object or None): None also when the current version
+        is a delete marker (a versioned bucket's deleted key, which GetObject answers as missing)."""
+        from moto.s3.models import FakeDeleteMarker
+
         found = self._bucket(bucket)
-        obj = found.keys.get(key) if found is not None else None
+        if found is None:
+            return False, None
+        obj = found.keys.get(key)
+        return True, None if isinstance(obj, FakeDeleteMarker) else obj
+
+    def s3_key_missing(self, bucket: str, key: str) -> bool:
+        """The bucket exists and the key has no current object."""
+        exists, obj = self._s3_current(bucket, key)
+        return exists and obj is None
+
+    def s3_object_kms_key(self, bucket: str, key: str) -> str | None:
+        obj = self._s3_current(bucket, key)[1]
         if obj is None or obj.encryption != "aws:kms":
             return None
         return obj.kms_key_id or "alias/aws/s3"
@@ -814,8 +843,10 @@ def _error_response(call: Call, denial: Denial) -> tuple[int, dict[str, str], by
                 "</ErrorResponse>")
         return 403, {"Content-Type": "text/xml", **request_id}, body.encode()
     if protocol == "rest-xml":
-        body = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code><Message>{escape(message)}" \
-               "</Message></Error>"
+        # A HEAD response has no body: the caller sees only the status (botocore's code "403", "Forbidden").
+        body = "" if call.operation.startswith("Head") else \
+            f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code><Message>{escape(message)}" \
+            "</Message></Error>"
         return 403, {"Content-Type": "application/xml", "x-amz-request-id": request_id["x-amzn-RequestId"]}, \
             body.encode()
     if protocol in ("query", "ec2"):
