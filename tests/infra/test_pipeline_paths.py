@@ -270,8 +270,9 @@ def test_preflight_failure_stops_before_training(run_pipeline: Callable[..., Obs
 
 
 def test_a_timed_out_training_attempt_is_resubmitted(run_pipeline: Callable[..., Observed]) -> None:
-    # Batch never retries an attempt that ran past its timeout; a run of weeks must not end there.
-    timed_out = BatchJobResult(None, "Job attempt duration exceeded timeout")
+    # Batch never retries an attempt that ran past its timeout, though the job exits 75 on the timeout's SIGTERM;
+    # a run of weeks must not end there.
+    timed_out = BatchJobResult(75, "Job attempt duration exceeded timeout")
     jobs = FakeJobs({"train": [lambda job: timed_out, fake_train], "evaluate": fake_evaluate(treatment_authentic=12)})
     observed = run_pipeline(jobs)
     assert (observed.status, observed.final_state) == ("SUCCEEDED", "ModelPromoted")

@@ -11,6 +11,7 @@ import pytest
 
 from aurax.local.moto_patches import (
     SPOT_RECLAIM_REASON,
+    TIMEOUT_REASON,
     BatchJobResult,
     BatchJobRun,
     batch_retry_action,
@@ -201,9 +202,17 @@ def test_patches_install_and_remove_cleanly(aws: None):
     (BatchJobResult(75, "aurax:idle: no heartbeat"), "EXIT"),
     (BatchJobResult(76), "EXIT"),
     (BatchJobResult(1, None, "OutOfMemoryError: Container killed"), "EXIT"),
+    # a timed-out attempt is never retried, though the job exits 75 on the timeout's SIGTERM (Batch "Job timeouts")
+    (BatchJobResult(75, TIMEOUT_REASON), "EXIT"),
 ])
 def test_retry_rules_follow_the_contract(result: BatchJobResult, action: str):
     assert batch_retry_action(batch_retry_strategy(), result) == action
+
+
+def test_batch_never_retries_an_attempt_that_timed_out_whatever_the_rules():
+    assert batch_retry_action({"attempts": 3}, BatchJobResult(75, TIMEOUT_REASON)) == "EXIT"
+    assert batch_retry_action({"attempts": 3, "evaluateOnExit": [{"onExitCode": "75", "action": "RETRY"}]},
+                              BatchJobResult(75, TIMEOUT_REASON)) == "EXIT"
 
 
 def test_batch_retries_when_no_rule_matches():

@@ -146,8 +146,12 @@ def _lower_keys(value: Any) -> Any:
 
 
 def batch_retry_action(strategy: dict[str, Any] | None, result: BatchJobResult) -> Literal["RETRY", "EXIT"]:
-    """What Batch does after a failed attempt: the first `evaluateOnExit` rule whose every condition matches
-    decides; with no matching rule (or no rules) Batch retries. Whether attempts remain is the caller's check."""
+    """What Batch does after a failed attempt: an attempt that ran past its timeout is never retried, whatever
+    its exit code (AWS Batch User Guide, "Job timeouts"); otherwise the first `evaluateOnExit` rule whose every
+    condition matches decides, and with no matching rule (or no rules) Batch retries. Whether attempts remain
+    is the caller's check."""
+    if result.status_reason == TIMEOUT_REASON:
+        return "EXIT"
     rules = _lower_keys(strategy or {}).get("evaluateOnExit") or []
     values = {"onExitCode": "" if result.exit_code is None else str(result.exit_code),
               "onStatusReason": result.status_reason or "", "onReason": result.reason or ""}
