@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from aurax_contracts import ContractError, RunConfig, parse_run_config
+from aurax_contracts import ContractError, RunConfig, load_run_config, parse_run_config
 from aurax_contracts.config import MUSICGEN_SMALL
 
 
@@ -81,3 +81,29 @@ def test_fingerprints_follow_what_they_cover() -> None:
     assert base.training_fingerprint() == longer.training_fingerprint()
     other_rate = RunConfig(run_id="r-1", training={"learning_rate": 1e-4})
     assert base.training_fingerprint() != other_rate.training_fingerprint()
+
+
+@pytest.mark.parametrize("name", ["run #1.yaml", "what?.yaml", "100% done.yaml", "mix:part2.yaml"])
+def test_a_config_file_is_read_literally_by_path_and_by_file_uri(tmp_path, monkeypatch, name: str) -> None:
+    # `aurax start`, `config validate`, `estimate` and `dataset plan` read the config through load_run_config.
+    (tmp_path / name).write_text("run_id: literal-names\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_run_config(name).run_id == "literal-names"  # relative: `mix:` is no scheme
+    assert load_run_config(str(tmp_path / name)).run_id == "literal-names"
+    assert load_run_config((tmp_path / name).as_uri()).run_id == "literal-names"  # escaped by pathlib
+
+
+@pytest.mark.parametrize(("location", "says"), [
+    ("s3://bucket/configs/run.yaml", "aws s3 cp 's3://bucket/configs/run.yaml' run.yaml"),
+    ("gs://bucket/run.yaml", "unsupported scheme 'gs'"),
+])
+def test_a_config_location_that_is_not_a_local_file_is_a_clear_error(location: str, says: str) -> None:
+    with pytest.raises(ContractError) as error:
+        load_run_config(location)
+    assert str(error.value).startswith(location) and says in str(error.value)  # named as given, not mangled
+
+
+def test_a_config_that_is_not_text_is_a_clear_error(tmp_path) -> None:
+    (tmp_path / "run.yaml").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ContractError, match="not UTF-8 text"):
+        load_run_config(tmp_path / "run.yaml")

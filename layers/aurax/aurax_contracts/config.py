@@ -11,6 +11,7 @@ import yaml
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from .base import Contract, ContractError, describe_validation_error
+from .layout import LocationError, parse_location
 
 #: The model the mission fine-tunes.
 MUSICGEN_SMALL = "facebook/musicgen-small"
@@ -399,10 +400,23 @@ def parse_run_config(text: str, source: str = "run config") -> RunConfig:
         raise describe_validation_error(source, exc, RunConfig) from exc
 
 
-def load_run_config(path: str | Path) -> RunConfig:
-    path = Path(path)
+def load_run_config(location: str | Path) -> RunConfig:
+    """The run config in a local file: a path, taken literally (`run #1.yaml`, `mix:a.yaml`), or a `file://` URI
+    (`layout.parse_location`). Raises ContractError naming the location as given: when it cannot be read, is
+    on S3 (the operator commands read a local copy) or does not validate."""
+    source = str(location)
     try:
-        text = path.read_text()
+        where = parse_location(source)
+    except LocationError as exc:
+        raise ContractError(source, [f"{exc}; fix: give the path of a local YAML or JSON file"]) from None
+    if where.scheme == "s3":
+        raise ContractError(source, ["this command reads a local file, not S3; fix: copy it here first "
+                                     f"(`aws s3 cp '{source}' run.yaml`) and give run.yaml"])
+    try:
+        text = Path(where.key).expanduser().read_text(encoding="utf-8")
     except OSError as exc:
-        raise ContractError(str(path), [f"cannot read it: {exc.strerror}; fix: check the path"]) from exc
-    return parse_run_config(text, str(path))
+        raise ContractError(source, [f"cannot read it: {exc.strerror}; fix: check the path"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ContractError(source, [f"cannot read it: not UTF-8 text ({exc.reason} at byte {exc.start}); fix: "
+                                     "give the YAML or JSON run config (`aurax config example` writes one)"]) from exc
+    return parse_run_config(text, source)
