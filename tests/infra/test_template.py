@@ -203,3 +203,18 @@ def test_gpu_jobs_stage_checkpoints_on_the_instance_store(template: dict[str, An
         assert container["Volumes"] == [{"Name": "scratch", "Host": {"SourcePath": "/scratch"}}], name
         assert container["MountPoints"] == [{"SourceVolume": "scratch", "ContainerPath": "/scratch",
                                              "ReadOnly": False}], name
+
+
+def test_the_launch_template_user_data_is_a_mime_multipart_archive(template: dict[str, Any]) -> None:
+    # AWS Batch merges its own user data with the launch template's, which must therefore be a MIME multi-part
+    # archive (Batch User Guide, "Amazon EC2 user data in launch templates"); a bare script breaks the merge.
+    import email
+
+    user_data = template["Resources"]["BatchLaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]
+    archive = email.message_from_string(user_data["Fn::Base64"])
+    assert archive["MIME-Version"] == "1.0" and archive.get_content_type() == "multipart/mixed"
+    assert archive.is_multipart() and archive.defects == []
+    parts = archive.get_payload()
+    assert [part.get_content_type() for part in parts] == ["text/x-shellscript"]
+    assert parts[0].get_payload().startswith("#!/bin/bash\n") and parts[0].defects == []
+    assert user_data["Fn::Base64"].rstrip().endswith(f"--{archive.get_boundary()}--")  # the closing boundary
