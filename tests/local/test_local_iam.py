@@ -289,3 +289,26 @@ def test_a_deleted_key_of_a_versioned_kms_bucket_reads_as_missing(aws: None):
         with acting_as(reader), pytest.raises(ClientError) as missing:
             s3.get_object(Bucket="data", Key="control/stop.json")
     assert missing.value.response["Error"]["Code"] == "NoSuchKey" and local.iam_denials == []
+
+
+def test_creating_a_state_machine_with_a_batch_sync_task_checks_its_role(batch_infra: BatchInfra):
+    # AWS checks the role passed to CreateStateMachine for the managed rule a `.sync` Batch task needs, even when
+    # an administrator creates it (Step Functions, "Policies for AWS Batch").
+    no_rule = {"Version": "2012-10-17", "Statement": [
+        {**s, "Action": [a for a in s["Action"] if a != "events:PutRule"]} if "events:PutRule" in s["Action"] else s
+        for s in TEST_ROLE_POLICY["Statement"]]}
+    boto3.client("iam", region_name=REGION).put_role_policy(RoleName="aurax-role", PolicyName="tests",
+                                                            PolicyDocument=json.dumps(no_rule))
+    definition = {"StartAt": "Train", "States": {"Train": {
+        "Type": "Task", "Resource": "arn:aws:states:::batch:submitJob.sync", "End": True,
+        "Parameters": {"JobName": "j", "JobQueue": batch_infra.queue, "JobDefinition": "d"}}}}
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    with patched_moto() as local:
+        with pytest.raises(ClientError) as denied:
+            sfn.create_state_machine(name="m", definition=json.dumps(definition), roleArn=batch_infra.role_arn)
+        without_sync = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+        sfn.create_state_machine(name="plain", definition=json.dumps(without_sync), roleArn=batch_infra.role_arn)
+    message = denied.value.response["Error"]["Message"]
+    assert "assumed-role/aurax-role/" in message and "perform: events:PutRule on resource: " \
+        f"arn:aws:events:{REGION}:{ACCOUNT}:rule/StepFunctionsGetEventsForBatchJobsRule" in message
+    assert len(local.iam_denials) == 1
