@@ -229,3 +229,77 @@ def test_unmet_plan_raises_naming_each_fix() -> None:
     text = str(caught.value)
     assert text.startswith("the dataset selection (dataset.*) against fixture cannot be met:")
     assert "fix: set dataset.min_clips: 851" in text
+
+
+# ---- the real file's variants and damage (review of issue 13) ---------------------------------------------
+
+def _real_variant(kind: str) -> bytes:
+    data = real_annotations_bytes()
+    return {"bom": b"\xef\xbb\xbf" + data, "lf": data.replace(b"\r\n", b"\n"), "cr": data.replace(b"\r\n", b"\r"),
+            "unquoted": data.replace(b'"', b"")}[kind]
+
+
+@pytest.mark.parametrize("kind", ["bom", "lf", "cr", "unquoted"])
+def test_harmless_variants_of_the_real_file_give_the_same_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                kind: str) -> None:
+    """A copy re-saved with a byte-order mark, LF or CR line ends or without the quotes holds the same labels."""
+    config = _config(tmp_path, excluded_folders=[], min_clips=800)
+    variant, original = tmp_path / "variant.csv", tmp_path / "annotations_final.csv"
+    variant.write_bytes(_real_variant(kind))
+    original.write_bytes(real_annotations_bytes())
+    code, out, _ = _plan_cli(capsys, "--config", config, "--annotations", str(variant), "--json")
+    expected = _plan_cli(capsys, "--config", config, "--annotations", str(original), "--json")[1]
+    assert code == JobExit.SUCCEEDED
+    assert {**json.loads(out), "annotations": ""} == {**json.loads(expected), "annotations": ""}
+
+
+def _cut_inside_a_token(data: bytes) -> bytes:
+    """`data` cut in the middle of the file, inside a quoted token (a download cut short)."""
+    middle = data.index(b'.mp3"', len(data) // 2)
+    return data[:middle]
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    # An error page saved with blank lines (or a server's whitespace) before its markup.
+    (b"\r\n\r\n  <!DOCTYPE html>\n<html><head><title>404 Not Found</title></head></html>", "is an HTML or XML page"),
+    (b"\n<?xml version='1.0'?><Error><Code>AccessDenied</Code></Error>", "is an HTML or XML page"),
+    # A download cut short inside a row: it ends in the middle of a quoted token, or between two fields.
+    (_cut_inside_a_token(real_annotations_bytes()), "ends in the middle of a row"),
+    (_cut_inside_a_token(real_annotations_bytes()).rsplit(b"\t", 1)[0], "ends in the middle of a row"),
+])
+def test_damaged_real_files_are_refused_saying_what_happened(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             data: bytes, message: str) -> None:
+    bad = tmp_path / "annotations_final.csv"
+    bad.write_bytes(data)
+    code, _, err = _plan_cli(capsys, "--config", _config(tmp_path), "--annotations", str(bad))
+    assert code == JobExit.BAD_INPUT and message in err and "download annotations_final.csv again" in err
+
+
+def test_a_file_cut_at_a_row_boundary_says_it_holds_fewer_clips_than_published(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing in a file cut between two rows is malformed; the plan says how many clips it holds against the
+    published 25,863, so a partial copy's figures are not taken for the real ones."""
+    partial = tmp_path / "annotations_final.csv"
+    partial.write_bytes(b"\r\n".join(real_annotations_bytes().split(b"\r\n")[:1001]) + b"\r\n")
+    code, out, _ = _plan_cli(capsys, "--config", _config(tmp_path), "--annotations", str(partial))
+    assert code == JobExit.BAD_CONFIG
+    assert "1,000 clips, 188 tag columns\n             (the published file has 25,863 clips: a partial copy?" in out
+    code, out, _ = _plan_cli(capsys, "--config", _config(tmp_path), "--annotations", str(partial), "--json")
+    assert json.loads(out)["published_clips"] == 25_863
+
+
+def test_a_published_tag_column_missing_from_the_file_is_bad_input_not_a_bad_config(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`house` is an MTAT tag: when the file has no `house` column the file is incomplete, the config is fine."""
+    rows = [line.split(b"\t") for line in real_annotations_bytes().split(b"\r\n") if line]
+    column = rows[0].index(b'"house"')
+    bad = tmp_path / "annotations_final.csv"
+    bad.write_bytes(b"".join(b"\t".join(r[:column] + r[column + 1:]) + b"\r\n" for r in rows))
+    code, _, err = _plan_cli(capsys, "--config", _config(tmp_path), "--annotations", str(bad))
+    assert code == JobExit.BAD_INPUT, err
+    assert "has no column for 'house'" in err and "dataset.include_tags" in err
+    assert "download annotations_final.csv again" in err and "did you mean" not in err
+    # A name that is no MTAT tag at all is still the config's fault (exit 64, with close matches).
+    code, _, err = _plan_cli(capsys, "--config", _config(tmp_path, include_tags={"hous": 3.0}),
+                             "--annotations", str(bad))
+    assert code == JobExit.BAD_CONFIG and "'hous' is not a MagnaTagATune tag" in err

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aurax_contracts import ContractError
-from aurax_contracts.config import ALL_ELIGIBLE, DatasetSelection
+from aurax_contracts.config import ALL_ELIGIBLE, MTAT_CLIPS, DatasetSelection
 
 from .annotations import Annotations
 from .mtat_tags import MTAT_TAGS
@@ -126,7 +126,8 @@ class DatasetPlan:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "annotations": self.annotations, "clips": self.clips, "tag_columns": self.tag_columns,
+            "annotations": self.annotations, "clips": self.clips, "published_clips": MTAT_CLIPS,
+            "tag_columns": self.tag_columns,
             "missing_published_tags": list(self.missing_published_tags),
             "target_clips": self.rules.target_clips, "fewest": self.fewest, "met": self.met,
             "eligible": self.eligible, "selected": self.selected,
@@ -145,6 +146,8 @@ class DatasetPlan:
         lines = [f"annotations  {self.annotations}: {self.clips:,} clips, {self.tag_columns} tag columns"
                  + (f" ({len(self.missing_published_tags)} of the 188 published tags absent)"
                     if self.missing_published_tags else ""),
+                 *([f"             (the published file has {MTAT_CLIPS:,} clips: a partial copy? These figures "
+                    "cover only the clips it holds)"] if self.clips != MTAT_CLIPS else []),
                  f"rules        min_score {float(rules.min_score):g} over {len(rules.include_tags)} include tags, "
                  f"{len(rules.exclude_tags)} exclude tags; target {target}", "",
                  "folder  role        clips  excluded tag  below min_score  known broken  eligible"]
@@ -183,7 +186,7 @@ def make_plan(annotations: Annotations, rules: DatasetSelection, source: str,
               ranking: Ranking | None = None) -> DatasetPlan:
     """The plan of `rules` on `annotations` (read from `source`; `ranking` is `rank(annotations, rules)` when
     the caller has it), with verified fixes when it is not met. Raises `ContractError` when the rules name a
-    tag the annotations lack."""
+    tag MTAT does not have, `InputError` when the annotations lack a published tag's column (`rank`)."""
     plan = _plan(annotations, rules, source, ranking or rank(annotations, rules))
     if plan.met:
         return plan
@@ -309,7 +312,8 @@ def plan_run(rules: DatasetSelection, annotations: str | None = None, cache_dir:
     """The plan of `rules` on the annotations at `annotations` (a file, folder, `s3://` or `https://`
     location), by default those at `rules.source_uri`. A web file is downloaded once into `cache_dir` (see
     `source.read_annotations_file`). Raises `InputError` when the annotations cannot be read or are not
-    MTAT's format, `ContractError` when the rules name a tag they lack."""
+    MTAT's format or lack a column the rules name, `ContractError` when the rules name a tag MTAT does not
+    have."""
     from .source import load_annotations
 
     parsed, where = load_annotations(annotations or rules.source_uri, cache_dir)
