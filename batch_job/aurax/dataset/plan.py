@@ -268,16 +268,23 @@ def _fixes(annotations: Annotations, plan: DatasetPlan) -> list[Fix]:
     lower = [b.score for b in plan.scores if b.at_or_above >= plan.fewest and b.score < threshold]
     if lower:
         tries.append({"min_score": float(max(lower))})
-    excluded = sorted((f for f in plan.folders if f.role == "excluded" and f.eligible),
-                      key=lambda f: (-f.eligible, f.folder))
+    # Folders with eligible clips, most first, by role.
+    ranked = sorted((f for f in plan.folders if f.eligible), key=lambda f: (-f.eligible, f.folder))
+    excluded, training = ([f.folder for f in ranked if f.role == role] for role in ("excluded", "train"))
     if excluded:
-        best = excluded[0].folder
+        best = excluded[0]
         if not plan.selected["validation"]:
             tries.append({"validation_folders": [*rules.validation_folders, best],
                           "excluded_folders": [f for f in rules.excluded_folders if f != best]})
         if not plan.selected["train"]:
             tries.append({"excluded_folders": [f for f in rules.excluded_folders if f != best]})
         tries.append({"excluded_folders": []})  # train on the held-out folders too
+    if not plan.selected["validation"]:  # validate on the folder with the most eligible clips, train on the rest
+        if len(training) > 1:
+            tries.append({"validation_folders": [*rules.validation_folders, training[0]]})
+        usable = [f.folder for f in ranked if f.role != "validation"]
+        if excluded and len(usable) > 1:
+            tries.append({"validation_folders": [*rules.validation_folders, usable[0]], "excluded_folders": []})
     fixes: list[Fix] = []
     for changes in tries:
         again = _replan(annotations, plan, changes)
