@@ -15,13 +15,13 @@ from aurax.dataset import source
 from aurax.dataset.annotations import AnnotatedClip, Annotations
 from aurax.dataset.download import RetryPolicy
 from aurax.dataset.plan import TargetUnreachable, make_plan, plan_run
-from aurax.dataset.selection import min_clips, rank, tag_prompt
+from aurax.dataset.selection import KNOWN_BROKEN, min_clips, rank, tag_prompt
 from aurax.errors import InputError
 from aurax.preflight import check_dataset_plan
 from aurax_contracts import JobExit, RunConfig
 from aurax_contracts.config import DatasetSelection
 from tests.dataset.mtat_fixture import FileServer, annotations_bytes, run_config, write_config
-from tests.dataset.mtat_real import MTAT_TAGS
+from tests.dataset.mtat_real import MTAT_TAGS, real_annotations
 from tests.dataset.mtat_real import annotations_bytes as real_annotations_bytes
 
 
@@ -58,6 +58,27 @@ def test_weights_are_summed_exactly_so_0_1_plus_0_2_reaches_0_3() -> None:
     assert [c.clip.clip_id for c in sorted(ranking.candidates, key=lambda c: c.clip.clip_id)] == [1, 2]
     assert {c.score for c in ranking.candidates} == {Fraction(3, 10)}
     assert ranking.rejected == {"below-min-score": 1}
+
+
+@pytest.mark.parametrize(("first", "second", "threshold"), [
+    (0.7, 0.1, 0.8), (0.3, 0.6, 0.9), (2.675, 0.005, 2.68), (0.1, 0.2, 0.3), (1.1, 2.2, 3.3),
+])
+def test_a_sum_that_binary_floats_would_round_below_the_threshold_still_reaches_it(
+        tmp_path: Path, real_csv: Path, capsys: pytest.CaptureFixture[str],
+        first: float, second: float, threshold: float) -> None:
+    """Float traps both ways (0.7 + 0.1 is 0.7999999999999999 in binary, 0.1 + 0.2 is 0.30000000000000004), through
+    the config file as a user writes it: a clip with both tags reaches the threshold, one with either alone does
+    not."""
+    assert (first + second < threshold) or (first + second > threshold)  # each pair is a real float trap
+    config = tmp_path / "run.yaml"
+    config.write_text(f"run_id: float-trap\ndataset:\n  include_tags: {{techno: {first}, dance: {second}}}\n"
+                      f"  min_score: {threshold}\n  exclude_tags: []\n  excluded_folders: []\n  min_clips: 1\n")
+    code, out, _ = _plan_cli(capsys, "--config", str(config), "--annotations", str(real_csv), "--json")
+    plan = json.loads(out)
+    both = sum(1 for c in real_annotations().clips if {"techno", "dance"} <= c.tags and c.mp3_path not in KNOWN_BROKEN)
+    assert code == JobExit.SUCCEEDED and both > 0
+    assert sum(plan["eligible"].values()) == both
+    assert {t["tag"]: t["clips"] for t in plan["tags"]} == {"techno": both, "dance": both}
 
 
 def test_equal_exact_scores_are_ties_broken_by_the_seed_only() -> None:
@@ -221,8 +242,6 @@ def test_preflight_runs_the_plan_before_the_dataset_exists(tmp_path: Path, real_
 
 
 def test_unmet_plan_raises_naming_each_fix() -> None:
-    from tests.dataset.mtat_real import real_annotations
-
     plan = make_plan(real_annotations(), DatasetSelection(excluded_folders=[]), "fixture")
     with pytest.raises(TargetUnreachable) as caught:
         plan.require_met()
