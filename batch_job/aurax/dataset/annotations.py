@@ -55,8 +55,8 @@ def parse_annotations(data: bytes, source: str = "annotations_final.csv") -> Ann
     first_line = next(line for line in text.splitlines() if line.strip())  # a page may start with blank lines
     if first_line.lstrip().startswith("<"):  # <!DOCTYPE html>, <html>, <?xml ...>
         raise InputError(f"{source} is an HTML or XML page, not MagnaTagATune's CSV (an error, login or captive "
-                         f"portal page was saved instead of the file); {refetch}, or pass a good local copy with "
-                         "--annotations")
+                         f"portal page was saved instead of the file); {refetch}, or use a good copy (its path with "
+                         "--annotations, or the folder or s3:// prefix holding it as dataset.source_uri)")
     if "\t" not in first_line:
         separator = max((",", ";", "|", " "), key=first_line.count)
         raise InputError(f"{source}: the header has no tab; the file is separated by {separator!r}, but "
