@@ -322,3 +322,28 @@ def test_a_published_tag_column_missing_from_the_file_is_bad_input_not_a_bad_con
     code, _, err = _plan_cli(capsys, "--config", _config(tmp_path, include_tags={"hous": 3.0}),
                              "--annotations", str(bad))
     assert code == JobExit.BAD_CONFIG and "'hous' is not a MagnaTagATune tag" in err
+
+
+def test_annotations_on_s3_are_read_by_file_folder_or_prefix(tmp_path: Path) -> None:
+    """An S3 copy (what a team shares, or the run's own source bucket) plans like a local one, named by the
+    file, the prefix with or without its trailing slash; a prefix without the file names the offline route."""
+    import boto3
+    from moto import mock_aws
+
+    from aurax import storage
+
+    rules = DatasetSelection(excluded_folders=[], min_clips=800)
+    with mock_aws():
+        storage.reset_clients()
+        try:
+            client = boto3.client("s3", region_name="us-east-1")
+            client.create_bucket(Bucket="team-data")
+            client.put_object(Bucket="team-data", Key="mtat/annotations_final.csv", Body=real_annotations_bytes())
+            for uri in ("s3://team-data/mtat/annotations_final.csv", "s3://team-data/mtat/", "s3://team-data/mtat"):
+                plan = plan_run(rules, uri, tmp_path / "cache")
+                assert plan.met and plan.selected == {"train": 607, "validation": 244}
+                assert plan.annotations == "s3://team-data/mtat/annotations_final.csv"
+            with pytest.raises(InputError, match="cannot read the annotations at s3://team-data/other/"):
+                plan_run(rules, "s3://team-data/other/", tmp_path / "cache")
+        finally:
+            storage.reset_clients()
