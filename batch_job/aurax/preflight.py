@@ -207,7 +207,6 @@ def check_dataset(dataset_uri: str | None, config_uri: str | None) -> CheckResul
 def check_dataset_plan(config_uri: str | None, dataset_uri: str | None) -> CheckResult:
     """The dataset plan on the annotations at the config's `dataset.source_uri` (cached beside the datasets on
     S3, where the prepare job finds it), unless the dataset is already prepared."""
-    from .dataset.annotations import parse_annotations
     from .dataset.builder import default_cache_uri
     from .dataset.download import RetryPolicy
     from .dataset.plan import make_plan
@@ -222,8 +221,8 @@ def check_dataset_plan(config_uri: str | None, dataset_uri: str | None) -> Check
     work_dir = Path(os.environ.get("AURAX_WORK_DIR") or tempfile.gettempdir()) / "aurax-preflight"
     source = MtatSource(config.dataset.source_uri, work_dir, default_cache_uri(dataset_uri) if dataset_uri else None,
                         RetryPolicy(attempts=4))
-    raw, where = source.annotations()
-    plan = make_plan(parse_annotations(raw, where), config.dataset, where)
+    annotations, where = source.annotations()
+    plan = make_plan(annotations, config.dataset, where)
     if not plan.met:
         fixes = [f"fix: set {fix.render()}" for fix in plan.fixes]
         return CheckResult("dataset-plan", "failed", "; ".join([*plan.problems, *fixes]) +

@@ -54,3 +54,17 @@ def test_wrong_header_is_refused() -> None:
         parse_annotations(b'"id"\t"house"\t"mp3_path"\r\n')
     with pytest.raises(InputError, match="is empty"):
         parse_annotations(b"")
+
+
+def test_a_bad_last_row_is_called_truncated_only_when_a_cut_explains_it() -> None:
+    """Without a final line end, a last row with too few fields or half a path was cut short; a last row with
+    a bad value is reported as the bad value it is."""
+    body = annotations_bytes().rstrip(b"\r\n")
+    with pytest.raises(InputError, match="ends in the middle of a row"):
+        parse_annotations(body.rsplit(b"\t", 3)[0])  # cut between two fields
+    with pytest.raises(InputError, match="ends in the middle of a row"):
+        parse_annotations(body.replace(b'"', b"")[:-3])  # a copy without quotes, cut inside the last path
+    whole = body.rsplit(b"\r\n", 1)
+    with pytest.raises(InputError, match="tag 'no voice' is '2'") as caught:
+        parse_annotations(whole[0] + b"\r\n" + _row(value="2"))
+    assert "truncated" not in str(caught.value)

@@ -15,13 +15,13 @@ from aurax.dataset import source
 from aurax.dataset.annotations import AnnotatedClip, Annotations
 from aurax.dataset.download import RetryPolicy
 from aurax.dataset.plan import TargetUnreachable, make_plan, plan_run
-from aurax.dataset.selection import min_clips, rank, tag_prompt
+from aurax.dataset.selection import KNOWN_BROKEN, min_clips, rank, tag_prompt
 from aurax.errors import InputError
 from aurax.preflight import check_dataset_plan
 from aurax_contracts import JobExit, RunConfig
 from aurax_contracts.config import DatasetSelection
 from tests.dataset.mtat_fixture import FileServer, annotations_bytes, run_config, write_config
-from tests.dataset.mtat_real import MTAT_TAGS
+from tests.dataset.mtat_real import MTAT_TAGS, real_annotations
 from tests.dataset.mtat_real import annotations_bytes as real_annotations_bytes
 
 
@@ -58,6 +58,27 @@ def test_weights_are_summed_exactly_so_0_1_plus_0_2_reaches_0_3() -> None:
     assert [c.clip.clip_id for c in sorted(ranking.candidates, key=lambda c: c.clip.clip_id)] == [1, 2]
     assert {c.score for c in ranking.candidates} == {Fraction(3, 10)}
     assert ranking.rejected == {"below-min-score": 1}
+
+
+@pytest.mark.parametrize(("first", "second", "threshold"), [
+    (0.7, 0.1, 0.8), (0.3, 0.6, 0.9), (2.675, 0.005, 2.68), (0.1, 0.2, 0.3), (1.1, 2.2, 3.3),
+])
+def test_a_sum_that_binary_floats_would_round_below_the_threshold_still_reaches_it(
+        tmp_path: Path, real_csv: Path, capsys: pytest.CaptureFixture[str],
+        first: float, second: float, threshold: float) -> None:
+    """Float traps both ways (0.7 + 0.1 is 0.7999999999999999 in binary, 0.1 + 0.2 is 0.30000000000000004), through
+    the config file as a user writes it: a clip with both tags reaches the threshold, one with either alone does
+    not."""
+    assert (first + second < threshold) or (first + second > threshold)  # each pair is a real float trap
+    config = tmp_path / "run.yaml"
+    config.write_text(f"run_id: float-trap\ndataset:\n  include_tags: {{techno: {first}, dance: {second}}}\n"
+                      f"  min_score: {threshold}\n  exclude_tags: []\n  excluded_folders: []\n  min_clips: 1\n")
+    code, out, _ = _plan_cli(capsys, "--config", str(config), "--annotations", str(real_csv), "--json")
+    plan = json.loads(out)
+    both = sum(1 for c in real_annotations().clips if {"techno", "dance"} <= c.tags and c.mp3_path not in KNOWN_BROKEN)
+    assert code == JobExit.SUCCEEDED and both > 0
+    assert sum(plan["eligible"].values()) == both
+    assert {t["tag"]: t["clips"] for t in plan["tags"]} == {"techno": both, "dance": both}
 
 
 def test_equal_exact_scores_are_ties_broken_by_the_seed_only() -> None:
@@ -221,11 +242,108 @@ def test_preflight_runs_the_plan_before_the_dataset_exists(tmp_path: Path, real_
 
 
 def test_unmet_plan_raises_naming_each_fix() -> None:
-    from tests.dataset.mtat_real import real_annotations
-
     plan = make_plan(real_annotations(), DatasetSelection(excluded_folders=[]), "fixture")
     with pytest.raises(TargetUnreachable) as caught:
         plan.require_met()
     text = str(caught.value)
     assert text.startswith("the dataset selection (dataset.*) against fixture cannot be met:")
     assert "fix: set dataset.min_clips: 851" in text
+
+
+# ---- the real file's variants and damage (review of issue 13) ---------------------------------------------
+
+def _real_variant(kind: str) -> bytes:
+    data = real_annotations_bytes()
+    return {"bom": b"\xef\xbb\xbf" + data, "lf": data.replace(b"\r\n", b"\n"), "cr": data.replace(b"\r\n", b"\r"),
+            "unquoted": data.replace(b'"', b"")}[kind]
+
+
+@pytest.mark.parametrize("kind", ["bom", "lf", "cr", "unquoted"])
+def test_harmless_variants_of_the_real_file_give_the_same_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                kind: str) -> None:
+    """A copy re-saved with a byte-order mark, LF or CR line ends or without the quotes holds the same labels."""
+    config = _config(tmp_path, excluded_folders=[], min_clips=800)
+    variant, original = tmp_path / "variant.csv", tmp_path / "annotations_final.csv"
+    variant.write_bytes(_real_variant(kind))
+    original.write_bytes(real_annotations_bytes())
+    code, out, _ = _plan_cli(capsys, "--config", config, "--annotations", str(variant), "--json")
+    expected = _plan_cli(capsys, "--config", config, "--annotations", str(original), "--json")[1]
+    assert code == JobExit.SUCCEEDED
+    assert {**json.loads(out), "annotations": ""} == {**json.loads(expected), "annotations": ""}
+
+
+def _cut_inside_a_token(data: bytes) -> bytes:
+    """`data` cut in the middle of the file, inside a quoted token (a download cut short)."""
+    middle = data.index(b'.mp3"', len(data) // 2)
+    return data[:middle]
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    # An error page saved with blank lines (or a server's whitespace) before its markup.
+    (b"\r\n\r\n  <!DOCTYPE html>\n<html><head><title>404 Not Found</title></head></html>", "is an HTML or XML page"),
+    (b"\n<?xml version='1.0'?><Error><Code>AccessDenied</Code></Error>", "is an HTML or XML page"),
+    # A download cut short inside a row: it ends in the middle of a quoted token, or between two fields.
+    (_cut_inside_a_token(real_annotations_bytes()), "ends in the middle of a row"),
+    (_cut_inside_a_token(real_annotations_bytes()).rsplit(b"\t", 1)[0], "ends in the middle of a row"),
+])
+def test_damaged_real_files_are_refused_saying_what_happened(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             data: bytes, message: str) -> None:
+    bad = tmp_path / "annotations_final.csv"
+    bad.write_bytes(data)
+    code, _, err = _plan_cli(capsys, "--config", _config(tmp_path), "--annotations", str(bad))
+    assert code == JobExit.BAD_INPUT and message in err and "download annotations_final.csv again" in err
+
+
+def test_a_file_cut_at_a_row_boundary_says_it_holds_fewer_clips_than_published(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing in a file cut between two rows is malformed; the plan says how many clips it holds against the
+    published 25,863, so a partial copy's figures are not taken for the real ones."""
+    partial = tmp_path / "annotations_final.csv"
+    partial.write_bytes(b"\r\n".join(real_annotations_bytes().split(b"\r\n")[:1001]) + b"\r\n")
+    code, out, _ = _plan_cli(capsys, "--config", _config(tmp_path), "--annotations", str(partial))
+    assert code == JobExit.BAD_CONFIG
+    assert "1,000 clips, 188 tag columns\n             (the published file has 25,863 clips: a partial copy?" in out
+    code, out, _ = _plan_cli(capsys, "--config", _config(tmp_path), "--annotations", str(partial), "--json")
+    assert json.loads(out)["published_clips"] == 25_863
+
+
+def test_a_published_tag_column_missing_from_the_file_is_bad_input_not_a_bad_config(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`house` is an MTAT tag: when the file has no `house` column the file is incomplete, the config is fine."""
+    rows = [line.split(b"\t") for line in real_annotations_bytes().split(b"\r\n") if line]
+    column = rows[0].index(b'"house"')
+    bad = tmp_path / "annotations_final.csv"
+    bad.write_bytes(b"".join(b"\t".join(r[:column] + r[column + 1:]) + b"\r\n" for r in rows))
+    code, _, err = _plan_cli(capsys, "--config", _config(tmp_path), "--annotations", str(bad))
+    assert code == JobExit.BAD_INPUT, err
+    assert "has no column for 'house'" in err and "dataset.include_tags" in err
+    assert "download annotations_final.csv again" in err and "did you mean" not in err
+    # A name that is no MTAT tag at all is still the config's fault (exit 64, with close matches).
+    code, _, err = _plan_cli(capsys, "--config", _config(tmp_path, include_tags={"hous": 3.0}),
+                             "--annotations", str(bad))
+    assert code == JobExit.BAD_CONFIG and "'hous' is not a MagnaTagATune tag" in err
+
+
+def test_annotations_on_s3_are_read_by_file_folder_or_prefix(tmp_path: Path) -> None:
+    """An S3 copy (what a team shares, or the run's own source bucket) plans like a local one, named by the
+    file, the prefix with or without its trailing slash; a prefix without the file names the offline route."""
+    import boto3
+    from moto import mock_aws
+
+    from aurax import storage
+
+    rules = DatasetSelection(excluded_folders=[], min_clips=800)
+    with mock_aws():
+        storage.reset_clients()
+        try:
+            client = boto3.client("s3", region_name="us-east-1")
+            client.create_bucket(Bucket="team-data")
+            client.put_object(Bucket="team-data", Key="mtat/annotations_final.csv", Body=real_annotations_bytes())
+            for uri in ("s3://team-data/mtat/annotations_final.csv", "s3://team-data/mtat/", "s3://team-data/mtat"):
+                plan = plan_run(rules, uri, tmp_path / "cache")
+                assert plan.met and plan.selected == {"train": 607, "validation": 244}
+                assert plan.annotations == "s3://team-data/mtat/annotations_final.csv"
+            with pytest.raises(InputError, match="cannot read the annotations at s3://team-data/other/"):
+                plan_run(rules, "s3://team-data/other/", tmp_path / "cache")
+        finally:
+            storage.reset_clients()

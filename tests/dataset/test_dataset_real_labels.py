@@ -7,7 +7,7 @@ therefore a top-50, folders c-f figure; figures for folders 0-b are extrapolatio
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from fractions import Fraction
 
 import pytest
@@ -164,5 +164,24 @@ def test_plan_on_the_fixture_names_working_fixes() -> None:
     assert sum(t.score_share for t in met.tags) == pytest.approx(1.0)
     assert met.scores[-1].at_or_above == sum(f.clips - f.excluded_tag - f.known_broken for f in met.folders)
     # README, "The data": a min_score of 2 instead of 3 takes 1,106 clips of c-f instead of 851.
-    lower = make_plan(real_annotations(), ALL_FIXTURE_FOLDERS.model_copy(update={"min_score": 2.0}), "fixture")
+    lower_rules = ALL_FIXTURE_FOLDERS.model_copy(update={"min_score": 2.0})
+    lower = make_plan(real_annotations(), lower_rules, "fixture")
     assert lower.selected_total == 1106
+    added = Counter(c.matched_tags for c in rank(real_annotations(), lower_rules).candidates if c.score < 3)
+    assert added.most_common(2) == [(("techno",), 176), (("electronic", "synth"), 58)]  # README, "The data"
+
+
+@pytest.mark.parametrize("folders", [
+    {"validation_folders": ["0"], "excluded_folders": []},  # validation names a folder with no eligible clip
+    {"validation_folders": ["0"], "excluded_folders": ["c", "d", "e", "f"]},  # and every labelled folder is out
+    {"validation_folders": ["c"], "excluded_folders": ["d", "e", "f"]},  # the defaults
+])
+def test_a_folder_layout_the_data_cannot_meet_gets_a_fix_that_works(folders: dict[str, list[str]]) -> None:
+    """Whatever the folder settings, the plan names settings and values that meet the target, each checked by
+    planning again (real labels of folders c-f: the fixture's only labelled folders)."""
+    plan = make_plan(real_annotations(), DatasetSelection(**folders), "fixture")
+    assert not plan.met and plan.fixes, plan.problems
+    for fix in plan.fixes:
+        changes = {name.removeprefix("dataset."): value for name, value in fix.changes.items()}
+        again = make_plan(real_annotations(), DatasetSelection(**{**folders, **changes}), "fixture")
+        assert again.met and again.selected["train"] and again.selected["validation"], fix.render()

@@ -142,3 +142,35 @@ def test_unreachable_site_exits_75_and_keeps_the_partial_part(s3: Any, tmp_path:
     file_server.requests.clear()
     code, _ = _run(s3, run_config(), file_server.url, tmp_path / "work")
     assert code == JobExit.SUCCEEDED and file_server.gets("mp3.zip.001") == [f"bytes={kept}-"]
+
+
+def test_an_error_page_served_as_the_annotations_is_never_cached(s3: Any, tmp_path: Path, zipped_source: Path,
+                                                                  file_server: FileServer) -> None:
+    """The site answers 200 with an error page: the job refuses it (exit 65) and keeps it nowhere, so the retry
+    after the site recovers downloads the real file instead of reading the page from the S3 cache forever."""
+    _serve(file_server, zipped_source)
+    real = file_server.files["annotations_final.csv"]
+    file_server.files["annotations_final.csv"] = b"<html><body>Down for maintenance</body></html>"
+    code, dataset_uri = _run(s3, run_config(), file_server.url, tmp_path / "work")
+    assert code == JobExit.BAD_INPUT
+    assert _keys(s3, "datasets/mtat-source/") == [] and not list((tmp_path / "work").rglob("annotations_final.csv"))
+    file_server.files["annotations_final.csv"] = real
+    file_server.requests.clear()
+    code, _ = _run(s3, run_config(), file_server.url, tmp_path / "fresh-work")
+    assert code == JobExit.SUCCEEDED and file_server.gets("annotations_final.csv") == [None]
+    assert s3.get_object(Bucket=BUCKET, Key="datasets/mtat-source/annotations_final.csv")["Body"].read() == real
+
+
+def test_an_error_page_already_in_the_cache_is_replaced(s3: Any, tmp_path: Path, zipped_source: Path,
+                                                        file_server: FileServer) -> None:
+    """A cache written before this check (or by hand) that holds a page instead of the annotations is dropped
+    and the file downloaded again."""
+    _serve(file_server, zipped_source)
+    page = b"<html><body>Down for maintenance</body></html>"
+    s3.put_object(Bucket=BUCKET, Key="datasets/mtat-source/annotations_final.csv", Body=page)
+    s3.put_object(Bucket=BUCKET, Key="datasets/mtat-source/annotations_final.csv.sha256",
+                  Body=hashlib.sha256(page).hexdigest().encode())
+    code, _ = _run(s3, run_config(), file_server.url, tmp_path / "work")
+    assert code == JobExit.SUCCEEDED and file_server.gets("annotations_final.csv") == [None]
+    body = s3.get_object(Bucket=BUCKET, Key="datasets/mtat-source/annotations_final.csv")["Body"].read()
+    assert body == file_server.files["annotations_final.csv"]

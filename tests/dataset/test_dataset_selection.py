@@ -52,3 +52,16 @@ def test_unknown_tag_names_it_and_suggests_close_matches() -> None:
 @pytest.mark.parametrize("target, tolerance, fewest", [(8000, 0.05, 7600), (11, 0.2, 9), (11, 0.0, 11), (1, 0.9, 1)])
 def test_min_clips_is_the_target_less_its_tolerance(target: int, tolerance: float, fewest: int) -> None:
     assert min_clips(run_config(target_clips=target, target_tolerance=tolerance).dataset) == fewest
+
+
+def test_default_in_distribution_prompts_read_exactly_like_training_prompts() -> None:
+    """The evaluation's tag-style prompts claim to be in the training captions' distribution: each must be
+    what `tag_prompt` writes for a clip with those MTAT tags under the default weights (same words, same order)."""
+    from aurax.dataset.mtat_tags import MTAT_TAGS as PUBLISHED
+    from aurax.dataset.selection import tag_prompt
+    from aurax_contracts.config import DEFAULT_INCLUDE_TAGS, DEFAULT_TAG_PROMPTS
+
+    for prompt in DEFAULT_TAG_PROMPTS:
+        tags = prompt.split(", ")
+        assert set(tags) <= set(PUBLISHED), prompt
+        assert tag_prompt(tags, DEFAULT_INCLUDE_TAGS) == prompt

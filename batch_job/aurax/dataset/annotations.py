@@ -52,41 +52,59 @@ def parse_annotations(data: bytes, source: str = "annotations_final.csv") -> Ann
         raise InputError(f"{source} is not UTF-8 text ({exc}); {refetch}") from exc
     if not text.strip():
         raise InputError(f"{source} is empty; {refetch}")
-    first_line = text.splitlines()[0]
+    first_line = next(line for line in text.splitlines() if line.strip())  # a page may start with blank lines
     if first_line.lstrip().startswith("<"):  # <!DOCTYPE html>, <html>, <?xml ...>
         raise InputError(f"{source} is an HTML or XML page, not MagnaTagATune's CSV (an error, login or captive "
-                         f"portal page was saved instead of the file); {refetch}, or pass a good local copy with "
-                         "--annotations")
+                         f"portal page was saved instead of the file); {refetch}, or use a good copy (its path with "
+                         "--annotations, or the folder or s3:// prefix holding it as dataset.source_uri)")
     if "\t" not in first_line:
         separator = max((",", ";", "|", " "), key=first_line.count)
         raise InputError(f"{source}: the header has no tab; the file is separated by {separator!r}, but "
                          "MagnaTagATune's annotations_final.csv is tab-separated with every token double-quoted "
                          f"(a spreadsheet re-saved it?); {refetch}")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quotechar='"', strict=True)
+    rows = (row for row in reader if row and row != [""])  # blank lines carry nothing
     try:
-        header = next(reader)
+        header = next(rows)
     except csv.Error as exc:
-        raise InputError(f"{source} line 1: {exc}; the header is not MTAT's tab-separated, double-quoted "
-                         f"format; {refetch}") from exc
+        if "unexpected end of data" in str(exc):
+            raise _truncated(f"{source} line {reader.line_num}", refetch) from exc
+        raise InputError(f"{source} line {reader.line_num}: {exc}; the header is not MTAT's tab-separated, "
+                         f"double-quoted format; {refetch}") from exc
     tags = _tags_from_header(header, source, refetch)
     clips: list[AnnotatedClip] = []
     seen: set[int] = set()
+    # The file may or may not end with a line end; one that ends inside a row was cut short.
+    cut_short = not text.endswith(("\n", "\r"))
     try:
-        for row in reader:
-            if not row or row == [""]:
-                continue
-            clip = _parse_row(row, header, tags, f"{source} line {reader.line_num}")
+        for row in rows:
+            where = f"{source} line {reader.line_num}"
+            try:
+                clip = _parse_row(row, header, tags, where)
+            except InputError as exc:
+                partial = len(row) < len(header) or not _MP3_PATH.match(row[-1])  # what a cut leaves
+                if cut_short and partial and next(rows, None) is None:
+                    raise _truncated(where, refetch) from exc
+                raise
             if clip.clip_id in seen:
                 raise InputError(f"{source} line {reader.line_num}: clip_id {clip.clip_id} appears twice; "
                                  f"the file is corrupt, {refetch}")
             seen.add(clip.clip_id)
             clips.append(clip)
     except csv.Error as exc:
-        raise InputError(f"{source} line {reader.line_num}: {exc}; the file is not MTAT's tab-separated, "
-                         f"double-quoted format, {refetch}") from exc
+        where = f"{source} line {reader.line_num}"
+        if "unexpected end of data" in str(exc):  # the file ends inside a quoted token
+            raise _truncated(where, refetch) from exc
+        raise InputError(f"{where}: {exc}; the file is not MTAT's tab-separated, double-quoted format, "
+                         f"{refetch}") from exc
     if not clips:
         raise InputError(f"{source} has a header but no clip rows (a download cut short?); {refetch}")
     return Annotations(tags=tags, clips=tuple(clips))
+
+
+def _truncated(where: str, refetch: str) -> InputError:
+    return InputError(f"{where}: the file ends in the middle of a row, so it is truncated (a download or copy cut "
+                      f"short); {refetch}")
 
 
 #: Leading bytes of formats sometimes saved in the CSV's place.

@@ -35,7 +35,6 @@ from .. import storage
 from ..errors import InputError
 from ..version import code_version
 from . import download, faults, stopping
-from .annotations import parse_annotations
 from .audio import SKIP_CAUSES, Decoded, Skipped, decode_clip, encode_batch
 from .download import RetryPolicy
 from .plan import DatasetPlan, TargetUnreachable, make_plan
@@ -131,8 +130,7 @@ def prepare_dataset(config: RunConfig, dataset_uri: str, work_dir: Path, source_
     rules = config.dataset
     source = MtatSource(source_uri or rules.source_uri, work_dir, default_cache_uri(dataset_uri), options.retry,
                         options.stop)
-    raw, annotations_uri = source.annotations()
-    annotations = parse_annotations(raw, annotations_uri)
+    annotations, annotations_uri = source.annotations()
     ranking = rank(annotations, rules)
     plan = make_plan(annotations, rules, annotations_uri, ranking)
     report = _report_header(config, fingerprint, source.uri, plan, ranking)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aurax_contracts import ContractError
-from aurax_contracts.config import ALL_ELIGIBLE, DatasetSelection
+from aurax_contracts.config import ALL_ELIGIBLE, MTAT_CLIPS, DatasetSelection
 
 from .annotations import Annotations
 from .mtat_tags import MTAT_TAGS
@@ -126,7 +126,8 @@ class DatasetPlan:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "annotations": self.annotations, "clips": self.clips, "tag_columns": self.tag_columns,
+            "annotations": self.annotations, "clips": self.clips, "published_clips": MTAT_CLIPS,
+            "tag_columns": self.tag_columns,
             "missing_published_tags": list(self.missing_published_tags),
             "target_clips": self.rules.target_clips, "fewest": self.fewest, "met": self.met,
             "eligible": self.eligible, "selected": self.selected,
@@ -145,6 +146,8 @@ class DatasetPlan:
         lines = [f"annotations  {self.annotations}: {self.clips:,} clips, {self.tag_columns} tag columns"
                  + (f" ({len(self.missing_published_tags)} of the 188 published tags absent)"
                     if self.missing_published_tags else ""),
+                 *([f"             (the published file has {MTAT_CLIPS:,} clips: a partial copy? These figures "
+                    "cover only the clips it holds)"] if self.clips != MTAT_CLIPS else []),
                  f"rules        min_score {float(rules.min_score):g} over {len(rules.include_tags)} include tags, "
                  f"{len(rules.exclude_tags)} exclude tags; target {target}", "",
                  "folder  role        clips  excluded tag  below min_score  known broken  eligible"]
@@ -183,7 +186,7 @@ def make_plan(annotations: Annotations, rules: DatasetSelection, source: str,
               ranking: Ranking | None = None) -> DatasetPlan:
     """The plan of `rules` on `annotations` (read from `source`; `ranking` is `rank(annotations, rules)` when
     the caller has it), with verified fixes when it is not met. Raises `ContractError` when the rules name a
-    tag the annotations lack."""
+    tag MTAT does not have, `InputError` when the annotations lack a published tag's column (`rank`)."""
     plan = _plan(annotations, rules, source, ranking or rank(annotations, rules))
     if plan.met:
         return plan
@@ -265,16 +268,23 @@ def _fixes(annotations: Annotations, plan: DatasetPlan) -> list[Fix]:
     lower = [b.score for b in plan.scores if b.at_or_above >= plan.fewest and b.score < threshold]
     if lower:
         tries.append({"min_score": float(max(lower))})
-    excluded = sorted((f for f in plan.folders if f.role == "excluded" and f.eligible),
-                      key=lambda f: (-f.eligible, f.folder))
+    # Folders with eligible clips, most first, by role.
+    ranked = sorted((f for f in plan.folders if f.eligible), key=lambda f: (-f.eligible, f.folder))
+    excluded, training = ([f.folder for f in ranked if f.role == role] for role in ("excluded", "train"))
     if excluded:
-        best = excluded[0].folder
+        best = excluded[0]
         if not plan.selected["validation"]:
             tries.append({"validation_folders": [*rules.validation_folders, best],
                           "excluded_folders": [f for f in rules.excluded_folders if f != best]})
         if not plan.selected["train"]:
             tries.append({"excluded_folders": [f for f in rules.excluded_folders if f != best]})
         tries.append({"excluded_folders": []})  # train on the held-out folders too
+    if not plan.selected["validation"]:  # validate on the folder with the most eligible clips, train on the rest
+        if len(training) > 1:
+            tries.append({"validation_folders": [*rules.validation_folders, training[0]]})
+        usable = [f.folder for f in ranked if f.role != "validation"]
+        if excluded and len(usable) > 1:
+            tries.append({"validation_folders": [*rules.validation_folders, usable[0]], "excluded_folders": []})
     fixes: list[Fix] = []
     for changes in tries:
         again = _replan(annotations, plan, changes)
@@ -309,7 +319,8 @@ def plan_run(rules: DatasetSelection, annotations: str | None = None, cache_dir:
     """The plan of `rules` on the annotations at `annotations` (a file, folder, `s3://` or `https://`
     location), by default those at `rules.source_uri`. A web file is downloaded once into `cache_dir` (see
     `source.read_annotations_file`). Raises `InputError` when the annotations cannot be read or are not
-    MTAT's format, `ContractError` when the rules name a tag they lack."""
+    MTAT's format or lack a column the rules name, `ContractError` when the rules name a tag MTAT does not
+    have."""
     from .source import load_annotations
 
     parsed, where = load_annotations(annotations or rules.source_uri, cache_dir)

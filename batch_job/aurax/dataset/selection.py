@@ -23,8 +23,9 @@ from fractions import Fraction
 from typing import Literal
 
 from aurax_contracts import ContractError
-from aurax_contracts.config import ALL_ELIGIBLE, DatasetSelection
+from aurax_contracts.config import ALL_ELIGIBLE, MTAT_BASE_URL, DatasetSelection
 
+from ..errors import InputError
 from .annotations import AnnotatedClip, Annotations
 from .mtat_tags import MTAT_TAGS
 
@@ -89,16 +90,25 @@ def wanted_clips(rules: DatasetSelection, eligible: int) -> int:
 
 
 def check_rule_tags(rules: DatasetSelection, tags: tuple[str, ...]) -> None:
-    """Every tag named in the rules must be a column of the annotations; else `ContractError` (exit 64)."""
+    """Every tag named in the rules must be a column of the annotations. A published MTAT tag without its
+    column means the file is incomplete: `InputError` (exit 65); any other name is a mistake in the config:
+    `ContractError` (exit 64)."""
     known = set(tags)
+    named = [*(("include_tags", t) for t in rules.include_tags), *(("exclude_tags", t) for t in rules.exclude_tags)]
+    absent = [(field, tag) for field, tag in named if tag not in known and tag in MTAT_TAGS]
+    if absent:
+        columns = ", ".join(f"{tag!r} (named in dataset.{field})" for field, tag in absent)
+        lacking = sum(t not in known for t in MTAT_TAGS)
+        raise InputError(f"the annotations file has no column for {columns}, though the published file has one: "
+                         f"it lacks {lacking} of the {len(MTAT_TAGS)} published tag columns, so it is not the "
+                         f"complete annotations_final.csv; download annotations_final.csv again from {MTAT_BASE_URL}")
     problems = []
-    for field, named in (("include_tags", list(rules.include_tags)), ("exclude_tags", rules.exclude_tags)):
-        for tag in named:
-            if tag not in known:
-                close = difflib.get_close_matches(tag, tags, n=3, cutoff=0.6)
-                hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else \
-                    "see the header of annotations_final.csv for the tag names"
-                problems.append(f"dataset.{field}: {tag!r} is not a MagnaTagATune tag; fix: {hint}")
+    for field, tag in named:
+        if tag not in known:
+            close = difflib.get_close_matches(tag, tags, n=3, cutoff=0.6)
+            hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else \
+                "see the header of annotations_final.csv for the tag names"
+            problems.append(f"dataset.{field}: {tag!r} is not a MagnaTagATune tag; fix: {hint}")
     if problems:
         raise ContractError("run config dataset rules", problems)
 
@@ -142,7 +152,7 @@ class Judge:
 
 def rank(annotations: Annotations, rules: DatasetSelection) -> Ranking:
     """Every eligible clip, best first, and the count of the others by reason. Raises `ContractError` when the
-    rules name a tag the annotations lack."""
+    rules name a tag MTAT does not have, `InputError` when the annotations lack a published tag's column."""
     check_rule_tags(rules, annotations.tags)
     judge = Judge(rules)
     rejected: Counter[str] = Counter()

@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -164,15 +165,20 @@ class MtatSource:
         self.retry = retry
         self.stop = stop
 
-    def annotations(self) -> tuple[bytes, str]:
-        """The annotations file's bytes and where they came from."""
+    def annotations(self) -> tuple[Annotations, str]:
+        """The parsed annotations and where they came from. Raises `InputError` when they are not MTAT's
+        format; a web copy that is not (an error page served with status 200) is kept neither in the work
+        folder nor in the cache, so the next attempt downloads it again."""
+        uri = join(self.uri, ANNOTATIONS_NAME)
         if not self.is_web:
-            uri = join(self.uri, ANNOTATIONS_NAME)
             if not storage.exists(uri):
                 raise InputError(f"no {ANNOTATIONS_NAME} at {uri}; --source must be the folder or prefix holding "
                                  "MagnaTagATune's annotations_final.csv and mp3 parts or folders")
-            return storage.read_bytes(uri), uri
-        return self._web_file(ANNOTATIONS_NAME, expected_size=None).read_bytes(), join(self.uri, ANNOTATIONS_NAME)
+            return parse_annotations(storage.read_bytes(uri), uri), uri
+        parsed: list[Annotations] = []
+        self._web_file(ANNOTATIONS_NAME, expected_size=None,
+                       check=lambda data: parsed.append(parse_annotations(data, uri)))
+        return parsed[-1], uri
 
     def audio(self) -> AudioStore:
         if self.is_web:
@@ -199,16 +205,31 @@ class MtatSource:
             storage.download_file(loc.uri, path)
         return path
 
-    def _web_file(self, name: str, expected_size: int | None) -> Path:
+    def _web_file(self, name: str, expected_size: int | None,
+                  check: Callable[[bytes], object] | None = None) -> Path:
         """A complete local copy of a file of the web source: from the work folder, else the cache, else the
-        site (resuming a partial download)."""
+        site (resuming a partial download). `check`, given the file's bytes, raises `InputError` when they are
+        not the file: such a copy is deleted wherever it was found, and a downloaded one is not cached."""
         path = self.work_dir / name
         if path.is_file() and (expected_size is None or path.stat().st_size == expected_size):
-            return path
+            if _rejection(check, path) is None:
+                return path
+            path.unlink()
         stopping.check(self.stop, f"before fetching {name}")
         if self.cache_uri and self._restore_from_cache(name, path, expected_size):
-            return path
+            if (problem := _rejection(check, path)) is None:
+                return path
+            log.warning("cached %s is not the file (%s); downloading it again", name, problem)
+            storage.delete(join(self.cache_uri, f"{name}.sha256"))  # first: without it the copy is never used
+            storage.delete(join(self.cache_uri, name))
+            path.unlink()
         download(join(self.uri, name), path, expected_size, self.retry, stop=self.stop)
+        if check is not None:
+            try:
+                check(path.read_bytes())
+            except InputError:
+                path.unlink()  # an error page is kept nowhere: the next attempt downloads again
+                raise
         if self.cache_uri:
             digest = _sha256_file(path)
             storage.upload_file(path, join(self.cache_uri, name))
@@ -229,6 +250,17 @@ class MtatSource:
         log.warning("cached %s fails its size or sha256 check; downloading it again", name)
         path.unlink()
         return False
+
+
+def _rejection(check: Callable[[bytes], object] | None, path: Path) -> str | None:
+    """Why `check` refuses the file at `path`, or None when it accepts it (or there is no check)."""
+    if check is None:
+        return None
+    try:
+        check(path.read_bytes())
+    except InputError as exc:
+        return str(exc)
+    return None
 
 
 def _sha256_file(path: Path) -> str:

@@ -71,8 +71,8 @@ DEFAULT_PROMPTS: list[str] = [
 #: (`aurax/dataset/selection.py`: the clip's proxy tags by weight, then its other tags), from tags the default
 #: selection trains on, so that the fine-tuned model is asked in the vocabulary it learnt.
 DEFAULT_TAG_PROMPTS: list[str] = [
-    "house, bass, deep, percussion, piano, beat",
-    "house, tribal, bass, drums, jazzy, repetitive",
+    "house, bass, deep, percussion, beat, piano",
+    "house, tribal, bass, jazzy, drums, repetitive",
     "house, bongos, deep, percussion, electronic, fast",
     "house, dance, deep, jazzy, piano, synth",
 ]
