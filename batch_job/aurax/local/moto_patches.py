@@ -55,6 +55,7 @@ import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext, redirect_stdout
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -362,34 +363,46 @@ class LambdaInvocation:
 
 
 class _LogRouter(io.TextIOBase):
-    """The stdout a handler runs with when logs go to files: writes go to the log file of the function being
-    invoked. Powertools binds its logging handler to stdout once per service name, at the first import, and
-    every function shares the service name: binding it to this one long-lived router sends each line to the
-    right function's file (and to the real stdout outside any invocation)."""
+    """The stdout a handler runs with when logs go to files: writes made in an invocation (its thread and the
+    threads it starts) go to the invoked function's log file; writes from any other thread meanwhile go where
+    stdout went before (the operator's terminal, a test's capture), not into the function's log. Powertools
+    binds its logging handler to stdout once per service name, at the first import, and every function shares
+    the service name: binding it to this one long-lived router sends each line to the right function's file
+    (and to the real stdout outside any invocation)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._target: IO[str] | None = None
+        self._target: ContextVar[IO[str] | None] = ContextVar("aurax_lambda_log", default=None)
+        self._outside: IO[str] | None = None
+
+    def _stream(self) -> IO[str]:
+        return self._target.get() or self._outside or sys.__stdout__
 
     def writable(self) -> bool:
         return True
 
     def write(self, text: str) -> int:
-        (self._target or sys.__stdout__).write(text)
+        self._stream().write(text)
         return len(text)
 
     def flush(self) -> None:
-        (self._target or sys.__stdout__).flush()
+        self._stream().flush()
 
     @contextmanager
     def to(self, target: IO[str]) -> Iterator[None]:
-        """Route stdout to `target` (callers hold the invocation lock, so one target at a time)."""
-        self._target = target
+        """Route this context's stdout to `target` (callers hold the invocation lock: one outermost invocation
+        at a time; a nested one, started by a handler's own call, keeps the outer one's `_outside`)."""
+        token = self._target.set(target)
+        outermost = sys.stdout is not self
+        if outermost:
+            self._outside = sys.stdout
         try:
             with redirect_stdout(self):
                 yield
         finally:
-            self._target = None
+            self._target.reset(token)
+            if outermost:
+                self._outside = None
 
 
 _LOG_ROUTER = _LogRouter()

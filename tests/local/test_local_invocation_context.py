@@ -1,6 +1,7 @@
-"""An in-process Lambda invocation's environment is its own: other threads of the emulation neither see it nor
-race it (a shared `os.environ` changed per invocation once failed pipeline runs with
-`KeyError: 'AWS_LAMBDA_FUNCTION_NAME'` in a thread copying the environment)."""
+"""An in-process Lambda invocation's environment and stdout are its own: other threads of the emulation neither
+see nor race them (a shared `os.environ` changed per invocation once failed pipeline runs with
+`KeyError: 'AWS_LAMBDA_FUNCTION_NAME'` in a thread copying the environment, and a CLI's output printed while a
+Lambda ran went into that function's log file)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import threading
 import pytest
 
 from aurax.local.environ import function_environment, isolated_environ
+from aurax.local.moto_patches import _LOG_ROUTER
 
 NAME = "AWS_LAMBDA_FUNCTION_NAME"
 
@@ -91,3 +93,29 @@ def test_writes_and_deletions_in_an_invocation_stay_in_it(monkeypatch):
         with pytest.raises(KeyError):
             del os.environ["AURAX_NEVER_SET"]
     assert os.environ["AURAX_SHARED"] == "process" and "AURAX_SET_BY_HANDLER" not in os.environ
+
+
+def test_only_an_invocations_own_output_goes_to_its_log_file(tmp_path, capsys):
+    log = (tmp_path / "aurax-cost-ledger.log").open("w")
+    inside, release = threading.Event(), threading.Event()
+
+    def invocation() -> None:
+        with _LOG_ROUTER.to(log):
+            print("ledger: priced attempt 1")
+            worker = threading.Thread(target=lambda: print("ledger worker: done"))
+            worker.start()
+            worker.join()
+            inside.set()
+            release.wait(10)
+
+    lambda_thread = threading.Thread(target=invocation)
+    lambda_thread.start()
+    try:
+        assert inside.wait(10)
+        print('{"run_id": "stop-1"}')  # the operator's command prints while the function runs
+    finally:
+        release.set()
+        lambda_thread.join()
+    log.close()
+    assert capsys.readouterr().out == '{"run_id": "stop-1"}\n'
+    assert (tmp_path / "aurax-cost-ledger.log").read_text() == "ledger: priced attempt 1\nledger worker: done\n"
