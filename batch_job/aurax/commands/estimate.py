@@ -12,7 +12,9 @@ EXAMPLES = """examples:
   aurax estimate --config run.yaml --samples-per-second 1.4 --spot-usd-per-hour 0.19 --json
   aurax estimate --config run.yaml --true-rate 0.40 --control-rate 0.20 --power 0.9
 
-The figures and their sources are in batch_job/aurax/ops/figures.py; assumed ones are listed in the output."""
+The figures and their sources are in batch_job/aurax/ops/figures.py; assumed ones are listed in the output.
+
+exit codes: 0 estimated, 64 bad config or arguments"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -14,7 +14,8 @@ Clip k is prompt k // (number of seeds) with seed k % (number of seeds). The sam
 sampling settings as evaluation clip i (seed = evaluation.seed + i) give that clip again. Writes
 NNNN-seedS.wav and clips.json (settings, prompts, seeds, AURA-X scores).
 
-exit codes: 0 clips written, 64 bad arguments or config, 65 checkpoint or prompts file missing or unreadable"""
+exit codes: 0 clips written, 64 bad arguments or config, 65 checkpoint, model or prompts file missing or
+unreadable"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
