@@ -46,6 +46,7 @@ $(FLOOR)/.done: Makefile
 test-floor: $(BIN)/aurax $(FLOOR)/.done
 	PYTHONPATH=$(FLOOR) AURAX_EXPECT_TRANSFORMERS=5.17.0 $(BIN)/python -m pytest -n 2 -q tests/model \
 		tests/train/test_plan_schedule_guards.py tests/train/test_step.py tests/train/test_run_records.py \
+		tests/evaluate/test_generate.py \
 		-m "not slow" -k "not baseline"; $(PYTEST_COLLECTED)
 
 lint: $(BIN)/aurax tools

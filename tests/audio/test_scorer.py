@@ -99,7 +99,37 @@ PULSELESS = {
     "quiet hiss": lambda rng, seconds: 1e-4 * synth.white_noise(SR, seconds, rng),
     "drone in hiss": lambda rng, seconds: synth.drone(SR, 73.4, seconds) + 0.1 * synth.white_noise(SR, seconds, rng),
     "random clicks": lambda rng, seconds: synth.random_clicks(SR, seconds, rng, per_second=6.0),
+    # Silent stretches: the onset envelope's level steps between sound and silence, which correlates at every
+    # lag (before the running median was taken out, each of these read 154-160 BPM and scored 15).
+    "noise then silence": lambda rng, seconds: _gated(synth.white_noise(SR, seconds, rng), 0.0, 0.5),
+    "silence then pink noise": lambda rng, seconds: _gated(synth.pink_noise(SR, seconds, rng), 0.5, 1.0),
+    "noise with a gap": lambda rng, seconds: _gap(synth.white_noise(SR, seconds, rng), 1 / 3, 1 / 2),
+    "noise bursts": lambda rng, seconds: _bursts(synth.white_noise(SR, seconds, rng), rng),
+    "fade in from silence": lambda rng, seconds: synth.white_noise(SR, seconds, rng) * np.clip(
+        np.linspace(-1.0, 1.0, int(SR * seconds)), 0.0, 1.0),
 }
+
+
+def _gated(audio: np.ndarray, start: float, end: float) -> np.ndarray:
+    """`audio` between the fractions `start` and `end` of its length, silence elsewhere."""
+    out = np.zeros_like(audio)
+    out[int(start * audio.size):int(end * audio.size)] = audio[int(start * audio.size):int(end * audio.size)]
+    return out
+
+
+def _gap(audio: np.ndarray, start: float, end: float) -> np.ndarray:
+    """`audio` with silence between the fractions `start` and `end` of its length."""
+    return audio - _gated(audio, start, end)
+
+
+def _bursts(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`audio` switched on and off at random intervals of 0.3-2.5 s (no pulse)."""
+    gate, at, on = np.zeros_like(audio), 0, True
+    while at < audio.size:
+        length = int(rng.uniform(0.3, 2.5) * SR)
+        gate[at:at + length] = float(on)
+        at, on = at + length, not on
+    return audio * gate
 
 
 @pytest.mark.parametrize("kind", sorted(PULSELESS))
@@ -122,6 +152,21 @@ def test_the_issues_noise_scores_as_documented(make: Callable[..., np.ndarray]) 
 def test_a_groove_keeps_its_tempo_at_any_length(seconds: float) -> None:
     result = score(synth.amapiano_groove(SR, seconds, np.random.default_rng(1)), SR)
     assert result.tempo_bpm == pytest.approx(112.0, abs=1.5)
+
+
+GROOVE_WITH_SILENCE = {
+    "after 3 s of silence": lambda audio: _gated(audio, 0.3, 1.0),
+    "then silence": lambda audio: _gated(audio, 0.0, 0.5),
+    "with a silent breakdown": lambda audio: _gap(audio, 0.4, 0.6),
+    "fading in from silence": lambda audio: audio * np.clip(np.linspace(0.0, 2.0, audio.size), 0.0, 1.0),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(GROOVE_WITH_SILENCE))
+def test_a_groove_keeps_its_tempo_beside_silence(kind: str) -> None:
+    for seed in (1, 2):
+        audio = GROOVE_WITH_SILENCE[kind](synth.amapiano_groove(SR, 10.0, np.random.default_rng(seed)))
+        assert score(audio, SR).tempo_bpm == pytest.approx(112.0, abs=1.5), (kind, seed)
 
 
 @pytest.mark.parametrize("bpm", [108.0, 112.0, 116.0])

@@ -59,6 +59,7 @@ def test_threshold_changes_after_the_fact(aurax, report_json, run_yaml) -> None:
 def test_without_spend_the_cost_cannot_be_judged(aurax, report_json) -> None:
     result = aurax("decide", report_json(authentic=45))
     assert "NO-GO" in result.out.splitlines()[0] and "[FAIL] cost: not measured" in result.out
+    assert "Spend so far not known." in result.out and "$0.00" not in result.out  # not a spend of nothing
 
 
 def test_bad_input_is_refused_clearly(aurax, report_json, tmp_path: Path) -> None:
@@ -70,3 +71,10 @@ def test_bad_input_is_refused_clearly(aurax, report_json, tmp_path: Path) -> Non
     assert wrong.code == JobExit.BAD_INPUT and "not an evaluation report this version reads" in wrong.err
     negative = aurax("decide", report_json(), "--spend", "-1")
     assert negative.code == JobExit.BAD_CONFIG and "--spend -1" in negative.err
+    for spend in ("nan", "inf"):
+        unknown = aurax("decide", report_json(), "--spend", spend)
+        assert unknown.code == JobExit.BAD_CONFIG and f"--spend {spend}: give the run's spend" in unknown.err
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("hello")
+    unreadable = aurax("decide", str(garbage))
+    assert unreadable.code == JobExit.BAD_INPUT and "reads (Invalid JSON" in unreadable.err

@@ -70,4 +70,9 @@ def test_cli_rejects_a_bad_config_and_bad_overrides(aurax, run_yaml):
     bad = aurax("estimate", "--config", run_yaml("run_id: est-cli\ntraining: {epochs: 3}\n"))
     assert bad.code == JobExit.BAD_CONFIG and "training.epochs" in bad.err
     negative = aurax("estimate", "--config", run_yaml("run_id: est-cli\n"), "--samples-per-second", "0")
-    assert negative.code == JobExit.BAD_INPUT and "--samples-per-second must be above 0" in negative.err
+    assert negative.code == JobExit.BAD_CONFIG and "--samples-per-second must be above 0" in negative.err
+    for flag, value in (("--samples-per-second", "nan"), ("--spot-usd-per-hour", "inf"), ("--power", "1"),
+                        ("--true-rate", "nan"), ("--control-rate", "0")):
+        refused = aurax("estimate", "--config", run_yaml("run_id: est-cli\n"), flag, value)
+        assert refused.code == JobExit.BAD_CONFIG and f"{flag} must be" in refused.err, (flag, refused.err)
+        assert "nan" not in refused.out

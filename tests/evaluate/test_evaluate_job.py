@@ -247,3 +247,15 @@ def test_aurax_generate_gives_an_evaluation_clip_again(local_run: dict[str, str]
     assert np.max(np.abs(again - original)) <= 1 / 32768  # the same draw, within one 16-bit step
     index = json.loads((out / "clips.json").read_text())
     assert index["clips"][0]["score"] == pytest.approx(clip.score, abs=0.01)
+
+
+def test_aurax_generate_gives_a_control_clip_again(local_run: dict[str, str], report: EvalReport,
+                                                   tmp_path: Path) -> None:
+    clip = next(c for c in report.clips if c.arm == "control" and c.index == 2)
+    out = tmp_path / "listen"
+    code = main(["generate", "--config", local_run["config_uri"], "--prompt", clip.prompt, "--seeds", str(clip.seed),
+                 "--out", str(out)])  # no --checkpoint: the config's base model, as the control arm loads it
+    assert code == 0
+    again, _ = soundfile.read(out / f"0000-seed{clip.seed}.wav")
+    original, _ = soundfile.read(io.BytesIO(storage.read_bytes(f"{local_run['eval_uri']}/{clip.audio}")))
+    assert np.max(np.abs(again - original)) <= 1 / 32768

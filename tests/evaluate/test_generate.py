@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy.stats import chisquare
-from transformers import ClassifierFreeGuidanceLogitsProcessor
+from scipy.stats import chi2_contingency, chisquare
+from transformers import (
+    ClassifierFreeGuidanceLogitsProcessor,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
 from aurax.evaluate.generate import (
     ClipGenerator,
@@ -19,7 +24,7 @@ from aurax.evaluate.generate import (
 )
 from aurax.model import load_musicgen, load_tokenizer
 from aurax_contracts import TINY_MODEL_ID
-from aurax_contracts.config import EvaluationConfig
+from aurax_contracts.config import DEFAULT_TAG_PROMPTS, DatasetSelection, EvaluationConfig
 
 PROMPTS = ["amapiano groove at 112 bpm with deep log drum bassline", "house, bass, deep",
            "deep house influenced amapiano with woody log drums and minor ninth piano chords", "jazzy keys"]
@@ -94,6 +99,42 @@ def test_temperature_and_guidance_are_applied_before_the_draw() -> None:
     assert chisquare(observed, _expected(conditional[0], len(draws))).pvalue > 0.001
 
 
+class _LastIds(StoppingCriteria):
+    """Keeps `generate`'s raw sampled ids (before MusicGen's delay pattern masks any of them)."""
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
+        self.ids = input_ids.clone()
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool)  # type: ignore[return-value]
+
+
+def test_batched_draws_follow_transformers_own_musicgen_sampling() -> None:
+    # End to end through MusicGen's `generate` (its guidance processor, delay pattern and processor order):
+    # the per-clip Gumbel-max draws and transformers' own `do_sample` (guidance, then temperature, then top-k,
+    # then a multinomial draw) give the same distribution of codes, step by step and codebook by codebook.
+    clips, settings = 2000, SamplingSettings(seconds=0.04, guidance_scale=3.0, top_k=12, temperature=0.4)
+    model, tokenizer = load_musicgen(TINY_MODEL_ID), load_tokenizer(TINY_MODEL_ID)
+    ours = ClipGenerator(model, tokenizer, settings, torch.device("cpu"), max_batch_size=clips)
+    inputs = tokenizer(["amapiano groove with log drums"] * clips, return_tensors="pt", padding=True)
+    sampler = PerClipSampler(range(100, 100 + clips), 4, settings, torch.device("cpu"))
+    native = _LastIds()
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        model.generate(**inputs, generation_config=ours.generation_config,
+                       logits_processor=LogitsProcessorList([sampler]))
+        model.generate(**inputs, do_sample=True, top_k=12, temperature=0.4, guidance_scale=3.0,
+                       max_new_tokens=ours.generation_config.max_new_tokens,
+                       stopping_criteria=StoppingCriteriaList([native]))
+    drawn = sampler.clip_codes()
+    reference = native.ids[:, 1:].reshape(clips, 4, -1).transpose(1, 2).numpy()
+    assert drawn.shape == reference.shape == (clips, 5, 4)
+    assert len(np.unique(drawn[:, 0, 0])) <= 12  # top-k: at most 12 codes at the first step
+    for step, codebook in ((0, 0), (1, 0), (1, 1), (3, 3), (4, 2)):
+        counts = np.stack([np.bincount(drawn[:, step, codebook], minlength=65),
+                           np.bincount(reference[:, step, codebook], minlength=65)])
+        counts = counts[:, counts.sum(axis=0) > 0]
+        assert chi2_contingency(counts).pvalue > 0.001, (step, codebook)
+
+
 def test_the_choice_survives_transformers_guidance_processor_unchanged() -> None:
     sampler = PerClipSampler([1, 2], 4, SETTINGS, torch.device("cpu"))
     scores = torch.randn(2 * 2 * 4, 64)
@@ -147,6 +188,14 @@ def test_clip_specs_cycle_both_prompt_sets_with_consecutive_seeds() -> None:
     assert [(s.index, s.prompt, s.prompt_set, s.seed) for s in clip_specs(evaluation)] == [
         (0, "a b c", "amapiano", 3), (1, "d e f", "amapiano", 4), (2, "house, deep", "in-distribution", 5),
         (3, "a b c", "amapiano", 6), (4, "d e f", "amapiano", 7)]
+
+
+def test_default_in_distribution_prompts_are_the_training_captions_of_their_tags() -> None:
+    # word for word and in order: proxy tags by weight, then the others in MTAT's column order
+    from aurax.dataset.selection import tag_prompt
+
+    for prompt in DEFAULT_TAG_PROMPTS:
+        assert tag_prompt(prompt.split(", "), DatasetSelection().include_tags) == prompt
 
 
 def test_memory_estimate_of_a_real_size_clip() -> None:

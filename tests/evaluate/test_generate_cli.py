@@ -37,9 +37,14 @@ def test_base_model_clips_for_every_prompt_and_seed(tmp_path: Path, capsys: pyte
     (["--model", TINY_MODEL_ID, "--prompt", "x", "--seconds", "-2"], "--seconds -2.0"),
     (["--model", TINY_MODEL_ID, "--prompt", "x", "--seeds", "1,x"], "--seeds '1,x': give non-negative integers"),
     (["--checkpoint", "/nowhere", "--prompt", "x"], "--checkpoint needs --config"),
+    (["--model", TINY_MODEL_ID, "--prompt", "x", "--prompt", " "], "--prompt '': a prompt is empty"),
+    (["--model", TINY_MODEL_ID, "--prompt", "x", "--seconds", "0.1"], "needs clips of at least 0.25 s"),
+    (["--model", TINY_MODEL_ID, "--prompt", "x", "--device", "cuda"], "--device cuda: torch sees no CUDA device"),
 ])
 def test_bad_arguments_are_refused_before_loading_anything(argv: list[str], message: str, tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+                                                            capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     assert main(["generate", *argv, "--out", str(tmp_path / "out")]) == JobExit.BAD_CONFIG
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -52,3 +57,37 @@ def test_unknown_checkpoint_is_bad_input(tmp_path: Path, capsys: pytest.CaptureF
                  "--prompt", "x", "--out", str(tmp_path / "out")])
     assert code == JobExit.BAD_INPUT
     assert "no verified checkpoint under" in capsys.readouterr().err
+
+
+def test_an_output_folder_that_is_a_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    taken = tmp_path / "clips"
+    taken.write_text("not a folder")
+    code = main(["generate", "--model", TINY_MODEL_ID, "--prompt", "x", "--out", str(taken)])
+    assert code == JobExit.BAD_CONFIG
+    assert "is a file, not a folder" in capsys.readouterr().err and taken.read_text() == "not a folder"
+
+
+def test_a_model_that_cannot_be_loaded_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    code = main(["generate", "--model", str(empty), "--prompt", "x", "--out", str(tmp_path / "out")])
+    assert code == JobExit.BAD_INPUT
+    err = capsys.readouterr().err
+    assert f"cannot load the model '{empty}'" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_configured_base_model_loads_as_the_evaluations_control_arm(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "run.json"
+    config.write_text(tiny_config().model_copy(update={"model": tiny_config().model.model_copy(
+        update={"attention": "eager"})}).model_dump_json())
+    seen: list[str] = []
+
+    def capture(model, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(model.decoder.config._attn_implementation)
+        return []
+
+    monkeypatch.setattr("aurax.evaluate.folder.generate_to_folder", capture)
+    assert main(["generate", "--config", str(config), "--prompt", "x", "--out", str(tmp_path / "out")]) == 0
+    assert seen == ["eager"]  # the config's attention kernel, not the default one

@@ -121,6 +121,22 @@ def test_clips_of_another_configuration_are_generated_again(tmp_path: Path) -> N
     assert report.guidance_scale == 2.0 and len(report.clips) == 4
 
 
+def test_clips_of_another_precision_are_generated_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # e.g. a NaN report re-run with evaluation.precision fp32 (what its advice says), or a resume on a GPU that
+    # resolves `auto` to bf16 where the first attempt drew in fp16: half precision draws differently
+    import aurax.evaluate.job as job
+
+    config = tiny_config(run_id="precision-run", clips=2)
+    run = _prepare(tmp_path, "precision-run", config)
+    monkeypatch.setattr(job, "resolve_generation_precision", lambda requested, device: "fp16")
+    assert main(_args(run)) == 0  # keyed as generated in fp16 (the CPU still computes in fp32)
+    before = _records(run)
+    monkeypatch.undo()
+    assert main(_args(run)) == 0
+    after = _records(run)
+    assert set(after) == set(before) and all(after[uri] != before[uri] for uri in before)
+
+
 def test_non_finite_generation_is_counted_per_arm_flagged_and_fails_the_decision(tmp_path: Path) -> None:
     config = tiny_config(run_id="nan-run", clips=2)
     run = _prepare(tmp_path, "nan-run", config)

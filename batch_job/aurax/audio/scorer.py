@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import median_filter, uniform_filter1d
 
 from .config import AnalysisConfig, ScoreConfig
 from .detector import Detection, detect
@@ -35,6 +36,9 @@ HARMONIC_TOLERANCE = 0.03  # within 3 % (half a semitone) of k x a louder, lower
 TEMPO_OCTAVE = (80.0, 160.0)
 #: (multiple of the beat lag, weight) summed into a tempo candidate's salience.
 SALIENCE_LAGS = ((0.5, 0.5), (1.0, 1.0), (2.0, 0.5))
+#: Frames of the running median taken out of the onset envelope before its autocorrelation, and of the window
+#: its local power is measured over: the longest lag a candidate uses (two beats at 80 BPM, 1.5 s), odd.
+PULSE_BASELINE_FRAMES = 151
 COMPONENTS = ("log_drum", "tempo", "shakers", "low_end", "keys")
 
 
@@ -101,22 +105,30 @@ def _autocorrelation(x: np.ndarray) -> np.ndarray:
 def estimate_tempo(power: np.ndarray, min_clarity: float, min_pulse_db: float) -> float | None:
     """Octave-free tempo in [80, 160) BPM from the onset envelope's autocorrelation, or None without a pulse.
 
-    Each candidate's salience sums the autocorrelation at its beat, half-beat and two-beat lags, so the
-    answer does not depend on which metrical level is loudest. Pulse-less audio (noise of any colour, drones,
+    The envelope's running median (`PULSE_BASELINE_FRAMES`) is taken out first: a level that changes slowly or
+    in steps (noise that stops or starts, a fade in from silence, bursts) would otherwise correlate at every
+    lag and pass for a pulse, while onsets stand above the median and stay. Each candidate's salience sums the
+    autocorrelation at its beat, half-beat and two-beat lags, so the answer does not depend on which metrical
+    level is loudest. Pulse-less audio (noise of any colour, with or without silent stretches, drones,
     sustained chords, pads, silence) still has a best candidate: its salience is the maximum of near-zero
-    autocorrelations whose standard deviation is sqrt(sum of squared weights / frames) (the autocorrelation
-    of an uncorrelated sequence of N values has standard deviation 1/sqrt(N) at each lag; Box & Jenkins,
-    "Time Series Analysis", Bartlett's formula). Measured on such audio the peak stays below 4.5 of those
-    units; synthesised grooves reach 15-30. A peak below `min_clarity` units is no tempo.
+    autocorrelations whose standard deviation is sqrt(sum of squared weights / N) (`pulse_noise_floor`). N is
+    the envelope's effective length (`effective_frames`): its frame count when it is equally busy throughout,
+    fewer when silent stretches leave part of it empty (Bartlett's formula for independent values of changing
+    variance; Box & Jenkins, "Time Series Analysis"). Measured on noise the peak stays below 4.5 of those units
+    (held chords and pad swells go higher and fail strength, below); synthesised grooves reach 15-60. A peak
+    below `min_clarity` units is no tempo.
 
     The autocorrelation is blind to scale, so a pulse must also be strong: the root of the envelope's weighted
     mean autocovariance at the best candidate's lags (its periodic part, in dB) at least `min_pulse_db`
     (sustained chords whose partials beat give a periodic envelope of under 0.2 dB; grooves 1.5-3 dB).
     """
     envelope = onset_envelope(power)
-    if envelope.size < 4 or not np.any(envelope > 0):
+    if envelope.size < 4:
         return None
-    acf = _autocorrelation(envelope)
+    pulse = envelope - median_filter(envelope, size=PULSE_BASELINE_FRAMES, mode="nearest")
+    if not np.any(pulse > 0):
+        return None
+    acf = _autocorrelation(pulse)
     candidates = np.arange(TEMPO_OCTAVE[0], TEMPO_OCTAVE[1], 0.25)
     lags = 60.0 / candidates / FRAME_S
     salience = np.zeros_like(candidates)
@@ -125,17 +137,25 @@ def estimate_tempo(power: np.ndarray, min_clarity: float, min_pulse_db: float) -
         valid = positions < acf.size - 1
         salience[valid] += weight * np.interp(positions[valid], np.arange(acf.size), acf)
     peak = float(salience.max())
-    if peak < min_clarity * pulse_noise_floor(envelope.size):
+    if peak < min_clarity * pulse_noise_floor(effective_frames(pulse)):
         return None
     total_weight = sum(weight for _, weight in SALIENCE_LAGS)
-    if np.sqrt(peak * float(envelope.var()) / total_weight) < min_pulse_db:
+    if np.sqrt(peak * float(pulse.var()) / total_weight) < min_pulse_db:
         return None
     return float(candidates[int(np.argmax(salience))])
 
 
-def pulse_noise_floor(frames: int) -> float:
+def effective_frames(pulse: np.ndarray) -> float:
+    """(sum v)^2 / sum v^2 of the local power v (mean square over `PULSE_BASELINE_FRAMES`): the frame count for
+    an envelope equally busy throughout, the busy part's length when the rest is silent."""
+    local = uniform_filter1d(pulse.astype(np.float64) ** 2, size=PULSE_BASELINE_FRAMES, mode="nearest")
+    total = float(local.sum())
+    return total * total / float(np.square(local).sum()) if total > 0 else 0.0
+
+
+def pulse_noise_floor(frames: float) -> float:
     """Standard deviation of a candidate's salience for an onset envelope without a pulse (`frames` long)."""
-    return float(np.sqrt(sum(weight ** 2 for _, weight in SALIENCE_LAGS) / frames))
+    return float(np.sqrt(sum(weight ** 2 for _, weight in SALIENCE_LAGS) / max(frames, 1.0)))
 
 
 def tempo_component(bpm: float, cfg: ScoreConfig) -> float:

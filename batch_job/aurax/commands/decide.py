@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
+    import math
     import sys
     from datetime import UTC, datetime
 
@@ -42,14 +43,17 @@ def run(args: argparse.Namespace) -> int:
     from .. import storage
     from ..errors import InputError
 
-    if args.spend is not None and args.spend < 0:
-        raise ContractError("aurax decide arguments", [f"--spend {args.spend:g}: spend cannot be negative"])
+    if args.spend is not None and not 0 <= args.spend < math.inf:
+        raise ContractError("aurax decide arguments", [
+            f"--spend {args.spend:g}: give the run's spend so far in USD, a number >= 0 (`aurax status RUN` shows "
+            "it)"])
     try:
         report = EvalReport.model_validate_json(storage.read_bytes(args.report))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise InputError(f"{args.report} is not an evaluation report this version reads ({where}: {first['msg']}); "
+        reason = f"{where}: {first['msg']}" if where else first["msg"]
+        raise InputError(f"{args.report} is not an evaluation report this version reads ({reason}); "
                          "give the report.json `aurax job evaluate` wrote, or evaluate again with this "
                          "version") from exc
     config = parse_run_config(storage.read_text(args.config), args.config) if args.config else \

@@ -12,7 +12,9 @@ EXAMPLES = """examples:
   aurax estimate --config run.yaml --samples-per-second 1.4 --spot-usd-per-hour 0.19 --json
   aurax estimate --config run.yaml --true-rate 0.40 --control-rate 0.20 --power 0.9
 
-The figures and their sources are in batch_job/aurax/ops/figures.py; assumed ones are listed in the output."""
+The figures and their sources are in batch_job/aurax/ops/figures.py; assumed ones are listed in the output.
+
+exit codes: 0 estimated, 64 bad config or arguments"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -35,18 +37,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
+    import math
+
+    from aurax_contracts import ContractError
+
     from ..ops.estimate import estimate, render
     from ..ops.sample_size import evaluation_plan, render_plan
 
+    problems = []
     for name in ("samples_per_second", "spot_usd_per_hour"):
         value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise InputError(f"--{name.replace('_', '-')} must be above 0 (got {value})")
+        if value is not None and not 0 < value < math.inf:
+            problems.append(f"--{name.replace('_', '-')} must be above 0 and finite (got {value})")
     for name in ("true_rate", "control_rate", "power"):
         value = getattr(args, name)
         if not 0 < value < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be between 0 and 1 (got {value})")
+            problems.append(f"--{name.replace('_', '-')} must be between 0 and 1 (got {value})")
+    if problems:
+        raise ContractError("aurax estimate arguments", problems)
     config = load_run_config(args.config)
     result = estimate(config, samples_per_second=args.samples_per_second, gpu_usd_per_hour=args.spot_usd_per_hour)
     plan = evaluation_plan(config, true_rate=args.true_rate, control_rate=args.control_rate,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 EXAMPLES = """examples:
   aurax generate --prompt "amapiano groove, log drums, 112 bpm" --seeds 0,1,2 --out clips/
@@ -13,7 +14,8 @@ Clip k is prompt k // (number of seeds) with seed k % (number of seeds). The sam
 sampling settings as evaluation clip i (seed = evaluation.seed + i) give that clip again. Writes
 NNNN-seedS.wav and clips.json (settings, prompts, seeds, AURA-X scores).
 
-exit codes: 0 clips written, 64 bad arguments or config, 65 checkpoint or prompts file missing or unreadable"""
+exit codes: 0 clips written, 64 bad arguments or config, 65 checkpoint, model or prompts file missing or
+unreadable"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -59,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
     from aurax_contracts.config import MUSICGEN_SMALL, EvaluationConfig
 
     from .. import storage
+    from ..audio.config import AnalysisConfig
     from ..evaluate.folder import INDEX_NAME, generate_to_folder
     from ..evaluate.generate import SamplingSettings
-    from ..model import load_musicgen, load_tokenizer
+    from ..model import load_configured_musicgen, load_musicgen, load_tokenizer
 
     config = parse_run_config(storage.read_text(args.config), args.config) if args.config else None
     prompts = list(args.prompt)
@@ -71,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     problems = []
     if not prompts:
         problems.append("no prompts: give --prompt TEXT (repeatable) or --prompts-file FILE (one per line)")
+    if any(not prompt.strip() for prompt in prompts):
+        problems.append("--prompt '': a prompt is empty; give the text to generate from (or leave it out)")
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         if not seeds or min(seeds) < 0:
@@ -90,6 +95,15 @@ def run(args: argparse.Namespace) -> int:
                  "temperature": "--temperature", "max_batch_size": "--batch-size"}
         problems += [f"{flags.get(str(e['loc'][0]), e['loc'][0])} {e['input']}: {e['msg'].lower()}"
                      for e in exc.errors()]
+    shortest = AnalysisConfig().detector.min_seconds
+    if evaluation.clip_seconds < shortest:
+        problems.append(f"--seconds {evaluation.clip_seconds:g}: the AURA-X score needs clips of at least "
+                        f"{shortest:g} s; give --seconds {shortest:g} or more")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        problems.append("--device cuda: torch sees no CUDA device on this machine; use --device cpu (or auto)")
+    out = storage.parse_uri(args.out)
+    if out.scheme == "file" and Path(out.key).exists() and not Path(out.key).is_dir():
+        problems.append(f"--out {args.out}: is a file, not a folder; give a folder to write the clips into")
     if problems:
         raise ContractError("aurax generate arguments", problems)
 
@@ -101,14 +115,23 @@ def run(args: argparse.Namespace) -> int:
         assert isinstance(config, RunConfig)
         model, manifest, _ = load_trained_model(args.checkpoint, config)  # InputError (65) when none verifies
         model_id, name = config.model.model_id, f"{args.checkpoint} (step {manifest.step})"
-        revision = config.model.resolved_revision()
+        revision: str | None = config.model.resolved_revision()
     else:
-        model_id = args.model or (config.model.model_id if config else MUSICGEN_SMALL)
-        # The config's revision for the config's model; otherwise load_musicgen's default (the pinned one).
-        revision = config.model.resolved_revision() if config and model_id == config.model.model_id else None
-        model, name = load_musicgen(model_id, revision=revision), model_id
+        model_id = name = args.model or (config.model.model_id if config else MUSICGEN_SMALL)
+        try:
+            if config and model_id == config.model.model_id:
+                # As the evaluation loads its control arm: the pinned revision, attention kernel and dropout.
+                model, revision = load_configured_musicgen(config.model), config.model.resolved_revision()
+            else:  # load_musicgen's default revision (the pinned one for musicgen-small)
+                model, revision = load_musicgen(model_id), None
+        except OSError as exc:
+            raise _unloadable(model_id, exc) from exc
+    try:
+        tokenizer = load_tokenizer(model_id, revision)
+    except OSError as exc:
+        raise _unloadable(model_id, exc) from exc
     written = generate_to_folder(
-        model, load_tokenizer(model_id, revision), prompts, seeds, SamplingSettings.from_config(evaluation), args.out,
+        model, tokenizer, prompts, seeds, SamplingSettings.from_config(evaluation), args.out,
         model_name=name, device=device, precision=evaluation.precision, max_batch_size=evaluation.max_batch_size,
         threshold=evaluation.score_threshold)
     if args.json:
@@ -118,3 +141,13 @@ def run(args: argparse.Namespace) -> int:
             shown = f"score {clip.score:.1f}" if clip.score is not None else "NaN/Inf generation"
             print(f"{clip.file}: {shown}  (seed {clip.seed}) {json.dumps(clip.prompt)}")
     return 0
+
+
+def _unloadable(model_id: str, exc: OSError) -> Exception:
+    """An unknown or unreachable model (transformers raises OSError): bad input, with what to give instead."""
+    from ..errors import InputError
+
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return InputError(f"cannot load the model {model_id!r} ({reason}); give a Hugging Face model id this machine "
+                      "can download or has cached, a local folder holding a saved MusicGen (config.json and "
+                      "weights), or --checkpoint")

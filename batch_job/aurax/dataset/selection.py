@@ -177,8 +177,9 @@ def tag_prompt(tags: Iterable[str], weights: Mapping[str, float | Fraction],
 
     Its proxy tags (`weights`' keys) come first, highest weight first (then by name), then its other tags in
     `tag_order` (the annotations' column order; by default the 188 published MTAT tags), at most
-    `MAX_PROMPT_TAGS` in all. Tags in neither list are left out. The evaluation builds its in-distribution
-    prompts with this function, so they read exactly like the training prompts.
+    `MAX_PROMPT_TAGS` in all. Tags in neither list are left out. The evaluation's default in-distribution
+    prompts (`DEFAULT_TAG_PROMPTS`) are what this function makes of their tags, so they read exactly like the
+    training prompts (tests/evaluate/test_generate.py checks).
     """
     tags = frozenset(tags)
     _, matched = score(tags, weights)

@@ -3,8 +3,8 @@
 Per clip, under `{eval_uri}/clips/`: `{arm}-{index:04d}.wav` and then `{arm}-{index:04d}.json` (a `ClipRecord`:
 its score and the key of what generated it). The record is written last, so its presence means the clip is
 complete. On resume a record counts only when its key matches what this evaluation would generate (same
-model, prompt, seed, sampling and scoring settings): a clip left by another configuration or checkpoint is
-generated again, never mixed in.
+model, prompt, seed, sampling settings, precision and scoring settings): a clip left by another configuration,
+checkpoint or precision is generated again, never mixed in.
 """
 
 from __future__ import annotations
@@ -39,13 +39,14 @@ def clip_name(arm: Arm, index: int) -> str:
     return f"{CLIPS_DIR}/{arm}-{index:04d}"
 
 
-def clip_key(arm: Arm, model_identity: str, spec: ClipSpec, settings: SamplingSettings, score_threshold: float,
-             analysis: AnalysisConfig) -> str:
-    """What a clip depends on: the model (checkpoint manifest sha256 or model id), its prompt and seed, the
-    sampling settings, and how it is scored."""
+def clip_key(arm: Arm, model_identity: str, spec: ClipSpec, settings: SamplingSettings, precision: str,
+             score_threshold: float, analysis: AnalysisConfig) -> str:
+    """What a clip depends on: the model (checkpoint manifest sha256, or model id and revision), its prompt and
+    seed, the sampling settings, the precision it is generated in (resolved: fp32, fp16 or bf16), and how it is
+    scored."""
     key = {"arm": arm, "model": model_identity, "index": spec.index, "prompt": spec.prompt, "seed": spec.seed,
            "seconds": settings.seconds, "guidance": settings.guidance_scale, "top_k": settings.top_k,
-           "temperature": settings.temperature, "threshold": score_threshold,
+           "temperature": settings.temperature, "precision": precision, "threshold": score_threshold,
            "analysis": analysis.model_dump(mode="json")}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 

@@ -50,7 +50,15 @@ from ..model import load_configured_musicgen, load_tokenizer
 from ..version import code_version
 from . import plots
 from .clips import ClipStore, clip_key
-from .generate import ClipGenerator, ClipSpec, GeneratedClip, Interrupted, SamplingSettings, clip_specs
+from .generate import (
+    ClipGenerator,
+    ClipSpec,
+    GeneratedClip,
+    Interrupted,
+    SamplingSettings,
+    clip_specs,
+    resolve_generation_precision,
+)
 from .html import render_report
 from .summary import by_prompt, by_prompt_set, summarise_group
 
@@ -298,9 +306,13 @@ def run_evaluation(config: RunConfig, *, run_uri: str, dataset_uri: str, point: 
         treatment_uri = checkpoint_dir_uri(checkpoint_uri, manifest)
         specs = clip_specs(evaluation)
         settings = SamplingSettings.from_config(evaluation)
-        identities = {"treatment": manifest_sha256, "control": config.model.model_id}
-        keys = {arm: {s.index: clip_key(arm, identities[arm], s, settings, evaluation.score_threshold, analysis)
-                      for s in specs} for arm in ARMS}
+        # The control arm is the configured model at its pinned revision; half precision draws differently from
+        # fp32, so a clip counts on resume only at the precision this attempt generates in.
+        identities = {"treatment": manifest_sha256,
+                      "control": f"{config.model.model_id}@{config.model.resolved_revision() or 'default'}"}
+        precision = resolve_generation_precision(evaluation.precision, device)
+        keys = {arm: {s.index: clip_key(arm, identities[arm], s, settings, precision, evaluation.score_threshold,
+                                        analysis) for s in specs} for arm in ARMS}
         store = ClipStore(out_uri)
         done = store.finished({key: (arm, index) for arm in ARMS for index, key in keys[arm].items()})
         if done:

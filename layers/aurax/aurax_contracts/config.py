@@ -291,7 +291,7 @@ class EvaluationConfig(Contract):
         default_factory=lambda: list(DEFAULT_TAG_PROMPTS))
     """In-distribution prompts in the training captions' tag style (the `in-distribution` prompt set)."""
     clips_per_model: Annotated[int, Field(ge=1, le=10_000)] = 320
-    """Clips generated for each arm: 320 gives the exact test against min_authenticity 35% 97% power at a true
+    """Clips generated for each arm: 320 gives the exact test against min_authenticity 35% 98% power at a true
     45% (`aurax estimate` shows the power and cost of any value). Prompts cycle, seeds follow `seed`."""
     clip_seconds: Annotated[float, Field(gt=0, le=30)] = 10.0
     """Length of each generated clip."""

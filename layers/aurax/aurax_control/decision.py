@@ -185,8 +185,11 @@ def describe(decision: Decision) -> str:
                      f"{s.control.rate:.1%}, McNemar p = {s.comparison.p_value:.3g}")
     if decision.flags:
         lines += ["", "Evaluation flags:"] + [f"  - {flag}" for flag in decision.flags]
+    cost_criterion = next((c for c in decision.criteria if c.name == "cost"), None)
+    spend = "not known" if cost_criterion is not None and cost_criterion.value is None else \
+        f"${decision.spend_usd:.2f}"
     lines += ["",
-              f"Spend so far ${decision.spend_usd:.2f}.",
+              f"Spend so far {spend}.",
               f"Checkpoint {decision.provenance.checkpoint_uri} (manifest sha256 "
               f"{decision.provenance.checkpoint_sha256[:12]}), code {decision.provenance.code_version}."]
     return "\n".join(lines) + "\n"
