@@ -24,7 +24,7 @@ from aurax.evaluate.generate import (
 )
 from aurax.model import load_musicgen, load_tokenizer
 from aurax_contracts import TINY_MODEL_ID
-from aurax_contracts.config import DEFAULT_TAG_PROMPTS, DatasetSelection, EvaluationConfig
+from aurax_contracts.config import EvaluationConfig
 
 PROMPTS = ["amapiano groove at 112 bpm with deep log drum bassline", "house, bass, deep",
            "deep house influenced amapiano with woody log drums and minor ninth piano chords", "jazzy keys"]
@@ -188,14 +188,6 @@ def test_clip_specs_cycle_both_prompt_sets_with_consecutive_seeds() -> None:
     assert [(s.index, s.prompt, s.prompt_set, s.seed) for s in clip_specs(evaluation)] == [
         (0, "a b c", "amapiano", 3), (1, "d e f", "amapiano", 4), (2, "house, deep", "in-distribution", 5),
         (3, "a b c", "amapiano", 6), (4, "d e f", "amapiano", 7)]
-
-
-def test_default_in_distribution_prompts_are_the_training_captions_of_their_tags() -> None:
-    # word for word and in order: proxy tags by weight, then the others in MTAT's column order
-    from aurax.dataset.selection import tag_prompt
-
-    for prompt in DEFAULT_TAG_PROMPTS:
-        assert tag_prompt(prompt.split(", "), DatasetSelection().include_tags) == prompt
 
 
 def test_memory_estimate_of_a_real_size_clip() -> None:
