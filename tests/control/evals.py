@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aurax_contracts import ArmSummary, Comparison, Decision, EvalReport, Provenance
+from aurax_contracts.evaluation import PromptSetSummary
 from aurax_control.stats import mcnemar_exact_greater, paired_difference_lower, wilson_interval
 
 from .records import T0
@@ -28,11 +29,15 @@ def eval_report(run_id: str = "run-a", point: str = "decision", authentic: float
                 clips: int = 300, val_loss: float | None = 3.0, baseline_val_loss: float | None = 3.6,
                 checkpoint_sha: str = SHA, non_finite: int = 0) -> EvalReport:
     """`authentic` and `control` are the arms' authentic shares in percent of `clips`; no pair has both clips
-    authentic, so the discordant pairs are the arms' authentic counts."""
+    authentic, so the discordant pairs are the arms' authentic counts. Every clip is of the Amapiano prompt set
+    (the one the decision counts by default)."""
     t, c = round(authentic * clips / 100), round(control * clips / 100)
+    treatment, untouched = arm("s3://b/ck", t, clips, non_finite), arm("facebook/musicgen-small", c, clips)
+    paired = comparison(t, c, clips)
     return EvalReport(run_id=run_id, point=point, epoch=5, step=500, score_threshold=80, clip_seconds=10,
-                      guidance_scale=3, treatment=arm("s3://b/ck", t, clips, non_finite),
-                      control=arm("facebook/musicgen-small", c, clips), comparison=comparison(t, c, clips),
+                      guidance_scale=3, treatment=treatment, control=untouched, comparison=paired,
+                      prompt_sets=[PromptSetSummary(prompt_set="amapiano", prompts=["amapiano groove"],
+                                                    treatment=treatment, control=untouched, comparison=paired)],
                       val_loss=val_loss, baseline_val_loss=baseline_val_loss,
                       provenance=Provenance(checkpoint_uri="s3://b/ck", checkpoint_sha256=checkpoint_sha,
                                             code_version="git-abc", dataset_manifest_sha256="b" * 64),

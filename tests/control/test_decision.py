@@ -64,8 +64,9 @@ def test_a_treatment_no_better_than_control_fails_even_above_the_threshold() -> 
 
 def test_the_comparison_is_paired_on_the_discordant_pairs() -> None:
     # 30 vs 20 authentic of 100: unpaired it is unclear; paired, all 20 control wins also won by treatment.
-    report = eval_report(clips=100).model_copy(update={
-        "treatment": arm("t", 30), "control": arm("c", 20), "comparison": comparison(10, 0, 100, both=20)})
+    paired = {"treatment": arm("t", 30), "control": arm("c", 20), "comparison": comparison(10, 0, 100, both=20)}
+    base = eval_report(clips=100)
+    report = base.model_copy(update={**paired, "prompt_sets": [base.prompt_sets[0].model_copy(update=paired)]})
     criterion = by_name(evaluation_criteria(report, CONFIG.decision))["beats_control"]
     assert criterion.p_value == pytest.approx(0.5 ** 10) and criterion.passed
 

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from aurax.cli import main
 from aurax.ops.sample_size import (
@@ -57,16 +58,40 @@ def test_clips_needed_is_the_least_size_reaching_the_power() -> None:
 def test_default_evaluation_is_powered_and_costed() -> None:
     config = RunConfig(run_id="est-1")
     plan = evaluation_plan(config)
-    assert plan.clips_per_model == 320 and plan.authenticity_power > 0.95 and plan.comparison_power > 0.99
-    assert plan.clips_for_authenticity is not None and plan.clips_for_authenticity <= 320
+    # The decision counts the Amapiano prompts' half of the clips: 300 of 600 give 96% power at a true 45%.
+    assert (plan.clips_per_model, plan.prompt_set, plan.decision_clips) == (600, "amapiano", 300)
+    assert plan.authenticity_power == pytest.approx(authenticity_power(300, 0.35, 0.45, 0.05))
+    assert plan.authenticity_power > 0.95 and plan.comparison_power > 0.99
+    assert plan.clips_for_authenticity is not None and plan.clips_for_authenticity <= 600
     assert plan.hours == pytest.approx(evaluation_hours(config)) and plan.usd == pytest.approx(plan.hours * 0.22)
-    # 640 clips of 10 s at 0.22 s per second of audio, +8% interruptions, + a 420 s job start
-    assert plan.hours == pytest.approx((640 * 10 * 0.22 * 1.08 + 420) / 3600)
+    # 1,200 clips of 10 s at 0.22 s per second of audio, +8% interruptions, + a 420 s job start
+    assert plan.hours == pytest.approx((1200 * 10 * 0.22 * 1.08 + 420) / 3600)
+
+
+def test_the_power_is_that_of_the_decisions_prompt_set() -> None:
+    config = RunConfig.model_validate({"run_id": "est-1", "evaluation": {"clips_per_model": 100}})
+    # 4 Amapiano then 4 tag-style prompts cycle: 12 full cycles and the first 4 of a 13th are Amapiano clips.
+    assert config.evaluation.clips_in("amapiano") == 52 and config.evaluation.clips_in("in-distribution") == 48
+    plan = evaluation_plan(config)
+    assert plan.decision_clips == 52
+    assert plan.authenticity_power == pytest.approx(authenticity_power(52, 0.35, 0.45, 0.05))
+    counted = evaluation_plan(config.model_copy(update={"decision": config.decision.model_copy(
+        update={"prompt_set": "all"})}))
+    assert counted.decision_clips == 100 and counted.authenticity_power > plan.authenticity_power
+    # Clips needed are clips per arm to generate, of which the decision's set gets its share.
+    assert plan.clips_for_authenticity is not None and counted.clips_for_authenticity is not None
+    assert config.evaluation.clips_in("amapiano", plan.clips_for_authenticity) >= counted.clips_for_authenticity
+
+
+def test_a_decision_prompt_set_without_clips_is_refused() -> None:
+    with pytest.raises(ValidationError, match="decision.prompt_set 'amapiano' gets no evaluation clips"):
+        RunConfig.model_validate({"run_id": "est-1", "evaluation": {"prompts": []}})
+    RunConfig.model_validate({"run_id": "est-1", "evaluation": {"prompts": []}, "decision": {"prompt_set": "all"}})
 
 
 def test_estimate_shows_the_evaluations_power_and_cost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "run.yaml"
-    config.write_text("run_id: est-1\nevaluation: {clips_per_model: 100}\n")
+    config.write_text("run_id: est-1\nevaluation: {clips_per_model: 100}\ndecision: {prompt_set: all}\n")
     assert main(["estimate", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "decision evaluation: 100 clips per arm of 10 s" in out

@@ -92,14 +92,9 @@ class GeneratedClip:
     """The sampled codes, (steps, num_codebooks), int64: what makes two clips the same draw."""
 
 
-def prompt_cycle(evaluation: EvaluationConfig) -> list[tuple[str, PromptSet]]:
-    """Prompts in the order clips cycle through them: the Amapiano prose prompts, then the tag-style ones."""
-    return [(p, "amapiano") for p in evaluation.prompts] + [(p, "in-distribution") for p in evaluation.tag_prompts]
-
-
 def clip_specs(evaluation: EvaluationConfig) -> list[ClipSpec]:
     """`clips_per_model` clips: prompts cycled (both sets interleaved by index), seed = evaluation.seed + index."""
-    cycle = prompt_cycle(evaluation)
+    cycle = evaluation.prompt_cycle()
     return [ClipSpec(i, *cycle[i % len(cycle)], evaluation.seed + i) for i in range(evaluation.clips_per_model)]
 
 

@@ -90,6 +90,10 @@ class EvaluationPlan:
     """The decision evaluation: how many clips, how sure, how long, how much."""
 
     clips_per_model: int
+    prompt_set: str
+    """The prompt set the decision counts (`decision.prompt_set`)."""
+    decision_clips: int
+    """Clips per arm of that set: the sample the tests see."""
     true_rate: float
     control_rate: float
     target_power: float
@@ -98,7 +102,7 @@ class EvaluationPlan:
     comparison_power: float
     """Power of the beats_control criterion with the configured clips."""
     clips_for_authenticity: int | None
-    """Least clips per arm for `target_power` on authenticity (None: unreachable within 10,000)."""
+    """Least `clips_per_model` for `target_power` on authenticity (None: unreachable within 10,000)."""
     clips_for_comparison: int | None
     hours: float
     """GPU hours of the configured evaluation, job start included."""
@@ -129,22 +133,27 @@ def evaluation_plan(config: RunConfig, *, true_rate: float = 0.45, control_rate:
                     target_power: float = 0.8, gpu_usd_per_hour: float | None = None) -> EvaluationPlan:
     """Power and cost of the configured decision evaluation, and the clips `target_power` needs at a true
     treatment authenticity `true_rate` (control: `control_rate`, the untouched model's 10-20%)."""
-    rules, n = config.decision, config.evaluation.clips_per_model
+    rules, evaluation = config.decision, config.evaluation
+    n = evaluation.clips_per_model
     alpha = 1 - rules.authenticity_confidence
     price = gpu_usd_per_hour or f.GPU_SPOT_USD_PER_HOUR.value
 
+    # Powers are functions of clips_per_model: the tests see only the decision's prompt set's share of them.
     def authenticity(clips: int) -> float:
-        return authenticity_power(clips, rules.min_authenticity, true_rate, alpha)
+        return authenticity_power(evaluation.clips_in(rules.prompt_set, clips), rules.min_authenticity, true_rate,
+                                  alpha)
 
     def comparison(clips: int) -> float:
-        return mcnemar_power(clips, true_rate, control_rate, rules.improvement_alpha)
+        return mcnemar_power(evaluation.clips_in(rules.prompt_set, clips), true_rate, control_rate,
+                             rules.improvement_alpha)
 
     for_authenticity = clips_needed(authenticity, target_power)
     for_comparison = clips_needed(comparison, target_power)
     needed = None if for_authenticity is None or for_comparison is None else max(for_authenticity, for_comparison)
     hours = evaluation_hours(config)
     needed_hours = evaluation_hours(config, needed) if needed is not None else None
-    return EvaluationPlan(n, true_rate, control_rate, target_power, authenticity(n), comparison(n),
+    return EvaluationPlan(n, rules.prompt_set, evaluation.clips_in(rules.prompt_set), true_rate, control_rate,
+                          target_power, authenticity(n), comparison(n),
                           for_authenticity, for_comparison, hours, hours * price, needed_hours,
                           needed_hours * price if needed_hours is not None else None)
 
@@ -157,7 +166,8 @@ def render_plan(plan: EvaluationPlan, config: RunConfig) -> list[str]:
 
     lines = [
         f"decision evaluation: {plan.clips_per_model} clips per arm of {config.evaluation.clip_seconds:g} s, "
-        f"{plan.hours:.2f} GPU h, ${plan.usd:.2f}",
+        f"{plan.hours:.2f} GPU h, ${plan.usd:.2f}; the decision counts the {plan.decision_clips} of prompt set "
+        f"'{plan.prompt_set}'",
         f"  power at a true authenticity of {plan.true_rate:.0%} (control {plan.control_rate:.0%}):",
         f"    authenticity (exact test against {rules.min_authenticity:.0%} at "
         f"{1 - rules.authenticity_confidence:g}): {plan.authenticity_power:.2f}; {plan.target_power:.0%} power "

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from .base import Contract, ContractError, describe_validation_error
+from .evaluation import PromptSet
 from .layout import LocationError, parse_location
 
 #: The model the mission fine-tunes.
@@ -25,6 +26,8 @@ TINY_MODEL_ID = "aurax/tiny-random-musicgen"
 #: Where MagnaTagATune is published.
 MTAT_BASE_URL = "https://mirg.city.ac.uk/datasets/magnatagatune/"
 
+#: The clips a decision counts: one prompt set, or all of them.
+DecisionPromptSet = Literal["all", "amapiano", "in-distribution"]
 RunId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$",
                              description="lower-case letters, digits and '-', 3-63 characters")]
 Tag = Annotated[str, Field(min_length=1, max_length=40)]
@@ -290,9 +293,10 @@ class EvaluationConfig(Contract):
     tag_prompts: list[Annotated[str, Field(min_length=3, max_length=500)]] = Field(
         default_factory=lambda: list(DEFAULT_TAG_PROMPTS))
     """In-distribution prompts in the training captions' tag style (the `in-distribution` prompt set)."""
-    clips_per_model: Annotated[int, Field(ge=1, le=10_000)] = 320
-    """Clips generated for each arm: 320 gives the exact test against min_authenticity 35% 98% power at a true
-    45% (`aurax estimate` shows the power and cost of any value). Prompts cycle, seeds follow `seed`."""
+    clips_per_model: Annotated[int, Field(ge=1, le=10_000)] = 600
+    """Clips generated for each arm; prompts cycle through both sets, seeds follow `seed`. 600 gives the decision's
+    prompt set (by default the 300 Amapiano clips) 96% power for the exact test against min_authenticity 35% at a
+    true 45% (`aurax estimate` shows the power and cost of any value)."""
     clip_seconds: Annotated[float, Field(gt=0, le=30)] = 10.0
     """Length of each generated clip."""
     guidance_scale: Annotated[float, Field(ge=1, le=20)] = 3.0
@@ -316,6 +320,19 @@ class EvaluationConfig(Contract):
             raise ValueError("no evaluation prompts: give evaluation.prompts and/or evaluation.tag_prompts")
         return self
 
+    def prompt_cycle(self) -> list[tuple[str, PromptSet]]:
+        """Prompts in the order clips cycle through them: the Amapiano prose prompts, then the tag-style ones."""
+        return [(p, "amapiano") for p in self.prompts] + [(p, "in-distribution") for p in self.tag_prompts]
+
+    def clips_in(self, prompt_set: DecisionPromptSet, clips_per_model: int | None = None) -> int:
+        """How many of an arm's clips (`clips_per_model`, or the given count) a prompt set gets ("all": every one)."""
+        clips = self.clips_per_model if clips_per_model is None else clips_per_model
+        if prompt_set == "all":
+            return clips
+        cycle = [kind == prompt_set for _, kind in self.prompt_cycle()]
+        full, rest = divmod(clips, len(cycle))
+        return full * sum(cycle) + sum(cycle[:rest])
+
 
 class DecisionConfig(Contract):
     """The go/no-go rule (docs/operations.md, "The decision rule"): GO needs every criterion."""
@@ -328,8 +345,10 @@ class DecisionConfig(Contract):
     improvement_alpha: Annotated[float, Field(gt=0, le=1)] = 0.05
     """GO needs treatment to beat control by McNemar's exact one-sided test on the paired clips at this
     significance level (1.0 drops the requirement)."""
-    prompt_set: Literal["all", "amapiano", "in-distribution"] = "all"
-    """Which evaluation clips the authenticity criteria count."""
+    prompt_set: DecisionPromptSet = "amapiano"
+    """Which evaluation clips the authenticity and beats-control criteria count. The hypothesis is about
+    Amapiano on request, so the Amapiano prose prompts decide; the tag-style set is reported beside them to tell
+    "did not learn" from "the Amapiano prompts are outside what it learnt". `all` counts both sets."""
     max_non_finite_clips: Annotated[int, Field(ge=0)] = 0
     """GO needs at most this many clips (both arms) with NaN/Inf generation: more make the evidence suspect."""
     max_val_loss: Annotated[float, Field(gt=0, le=100)] = 3.5
@@ -366,6 +385,14 @@ class RunConfig(Contract):
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     decision: DecisionConfig = Field(default_factory=DecisionConfig)
+
+    @model_validator(mode="after")
+    def _decision_has_clips(self) -> RunConfig:
+        if not self.evaluation.clips_in(self.decision.prompt_set):
+            raise ValueError(f"decision.prompt_set '{self.decision.prompt_set}' gets no evaluation clips (its "
+                             "prompts are empty or clips_per_model is too small); give that set prompts, raise "
+                             "evaluation.clips_per_model, or set decision.prompt_set: all")
+        return self
 
     @property
     def max_cost_usd(self) -> float:
