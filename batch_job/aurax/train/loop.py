@@ -15,8 +15,11 @@ the untouched model's validation loss is measured once (the baseline the decisio
 `max_overflow_steps` skipped steps in a row (fp16 overflows, or any non-finite gradient, which is never
 applied) exits 76 too; a loss above `monitoring.loss_warn` writes a `JobWarning`.
 
-Host synchronisation: one transfer per optimizer step (the step's loss and gradient norm together, plus the
-loss scale under fp16), none per micro-batch.
+Host synchronisation: one device-to-host read per optimizer step (the step's loss and gradient norm together;
+under fp16 the loss scale after its update too). The loop adds none per micro-batch: a step's micro-batches go to
+the GPU through pinned memory before its first forward pass. (transformers itself checks the cross-attention mask
+for padding once per forward pass, `masking_utils._ignore_bidirectional_mask_sdpa`: one short wait per
+micro-batch that only a hand-built 4-D mask would avoid.)
 """
 
 from __future__ import annotations
@@ -573,8 +576,10 @@ class Trainer:
         ctx = self.ctx
         optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), dtype=torch.float32, device=ctx.device)
-        for index, (batch, seed) in enumerate(zip(micro, seeds, strict=True)):
-            batch = batch.to(ctx.device)
+        # Every micro-batch is on the device before the first forward pass: a copy made between passes would be a
+        # host synchronisation per micro-batch (a copy from pageable memory waits for the stream's queued work).
+        batches = [batch.to(ctx.device) for batch in micro]
+        for index, (batch, seed) in enumerate(zip(batches, seeds, strict=True)):
             _seed_generators(seed)
             last = index == len(micro) - 1
             sync = contextlib.nullcontext() if last or not ctx.distributed else wrapped.no_sync()
@@ -621,8 +626,8 @@ class Trainer:
                 with precision.autocast():
                     loss = model(attention_mask=batch.attention_mask, encoder_outputs=(batch.encoder_hidden,),
                                  labels=batch.labels).loss
-                sums += torch.stack([loss.double() * batch.tokens,
-                                     torch.tensor(float(batch.tokens), dtype=torch.float64, device=ctx.device)])
+                sums[0] += loss.double() * batch.tokens  # Python numbers: no host-to-device copy per batch
+                sums[1] += batch.tokens
                 self.progress.validation_batch_done()
         model.train()
         total_loss, tokens = ctx.sum(sums).tolist()
