@@ -88,7 +88,16 @@ from .data import (
 from .distributed import DistContext, init_distributed
 from .guards import Divergence, loss_divergence, recordable_grad_norm, recordable_throughput, step_divergence
 from .options import TrainOptions
-from .plan import GIB, MEMORY_MARGIN, MemoryFit, accumulation_for, choose, measure_fit, memory_budget, rank_share
+from .plan import (
+    GIB,
+    MEMORY_MARGIN,
+    MemoryFit,
+    accumulation_for,
+    choose,
+    largest_rank_share,
+    measure_fit,
+    memory_budget,
+)
 from .precision import Precision, resolve_precision
 from .progress import ProgressCounter
 from .schedule import lr_factor, planned_schedule, resume_schedule
@@ -275,7 +284,7 @@ class Trainer:
         """Micro-batch and activation checkpointing for this GPU (rank 0 decides, every rank follows), applied
         to the model."""
         tcfg, ctx, device = self.config.training, self.ctx, self.ctx.device
-        per_rank = rank_share(tcfg.batch_size, ctx.world_size, 0)  # rank 0 has the largest share
+        per_rank = largest_rank_share(tcfg.batch_size, ctx.world_size)
         probes: dict[str, float] = {}
         budget = None
         if device.type != "cuda":
