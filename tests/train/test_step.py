@@ -77,10 +77,12 @@ def test_a_step_copies_every_micro_batch_before_computing_and_reads_the_host_onc
     copy = Batch.to
     monkeypatch.setattr(Batch, "to", lambda batch, device: events.append("copy") or copy(batch, device))
     reads: list[str] = []
+
+    def counted(name: str, original: object) -> object:
+        return lambda tensor, *args: reads.append(name) or original(tensor, *args)  # type: ignore[operator]
+
     for name in ("item", "tolist", "__float__", "__int__"):
-        original = getattr(torch.Tensor, name)
-        monkeypatch.setattr(torch.Tensor, name,
-                            lambda tensor, *a, _name=name, _original=original: reads.append(_name) or _original(tensor, *a))
+        monkeypatch.setattr(torch.Tensor, name, counted(name, getattr(torch.Tensor, name)))
     model = Recording(events)
     with torch.no_grad():
         model.w.fill_(4.0)

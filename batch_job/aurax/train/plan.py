@@ -10,10 +10,11 @@ with and without activation checkpointing, gives each mode's fixed memory and me
 micro-batch). Adding the optimizer's state (two fp32 moments per trained parameter, allocated at the first step)
 gives the largest micro-batch of each mode that fits `MEMORY_MARGIN` of the memory this process can reach
 (`memory_budget`). Of the plans that fit, the one with the shortest predicted step wins, by a throughput model
-fitted to this project's H200 measurements (shared/notes/gpu-measurements.md): a forward and backward of m examples costs as much as m + `FIXED_COST_EXAMPLES`
-examples would at full efficiency, and checkpointing multiplies the time by 1 / `CHECKPOINTING_SPEED`. So a step
-of B examples in n micro-batches takes about (B + n x 12.5) / speed: no checkpointing where a reasonable micro-batch
-fits (an H200), checkpointing where it lets one fit (a 16 GB T4 with 30 s segments).
+fitted to this project's H200 measurements (shared/notes/gpu-measurements.md): a forward and backward of m
+examples costs as much as m + `FIXED_COST_EXAMPLES` examples would at full efficiency, and checkpointing multiplies
+the time by 1 / `CHECKPOINTING_SPEED`. So a step of B examples in n micro-batches takes about (B + n x 12.5) /
+speed: no checkpointing where a reasonable micro-batch fits (an H200), checkpointing where it lets one fit (a 16 GB
+T4 with 30 s segments).
 
 `AURAX_GPU_MEMORY_GIB=N` plans (and caps the process) as if the GPU had N GiB: to share a GPU, or to measure what
 a T4's 15 GiB allows on a larger GPU.
