@@ -80,6 +80,18 @@ def test_the_model_flops_are_what_torch_counts_for_a_musicgen_training_pass():
     assert train_flops_per_sample(config()) == pytest.approx(3.934e12, rel=1e-3)
 
 
+def test_the_default_loss_watch_fits_the_default_runs_length_in_records():
+    """The monitor counts training records (one per `log_every_steps` steps). With the default selection (~2,200
+    training clips) and batch, a run has ~140 of them: a plateau must be able to alert after the moving level's
+    warm-up, within the epochs a GO trains on, and not before a couple of epochs of no improvement."""
+    run = config()
+    t, m = run.training, run.monitoring
+    records_per_epoch = estimate(run).steps_per_epoch / t.log_every_steps
+    assert m.spike_window_records + m.plateau_records <= t.total_epochs * records_per_epoch
+    assert m.plateau_records <= (t.total_epochs - t.decision_epoch) * records_per_epoch / 2
+    assert m.plateau_records >= 2 * records_per_epoch
+
+
 def test_a_run_without_epochs_after_the_decision_has_no_go_phases():
     e = estimate(config(total_epochs=5, decision_epoch=5))
     assert not any("GO only" in p.name for p in e.phases)

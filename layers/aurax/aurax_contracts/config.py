@@ -252,8 +252,10 @@ class MonitoringConfig(Contract):
     """A loss this many times its recent moving level is a spike."""
     spike_window_records: Annotated[int, Field(ge=2, le=10_000)] = 20
     """Training records in the moving level a spike is measured against."""
-    plateau_records: Annotated[int, Field(ge=2, le=100_000)] = 500
-    """Records of training loss with no improvement beyond plateau_min_delta that count as a plateau."""
+    plateau_records: Annotated[int, Field(ge=2, le=100_000)] = 30
+    """Records of training loss with no improvement beyond plateau_min_delta that count as a plateau (30 records
+    of `log_every_steps` 10 are 300 steps, about 4 epochs of the default selection at batch 32; the whole default
+    run writes about 140)."""
     plateau_min_delta: Annotated[float, Field(ge=0, le=100)] = 0.01
     """Improvement of the best loss smaller than this does not end a plateau."""
     warning_interval_minutes: Annotated[float, Field(ge=0, le=7 * 24 * 60)] = 60.0
