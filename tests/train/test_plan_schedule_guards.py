@@ -41,6 +41,20 @@ def test_a_t4_sized_budget_checkpoints_a_large_micro_batch_and_an_h200_does_not_
         choose(32, [WITHOUT, WITH], usable=7 * GIB, optimizer_bytes=0)
 
 
+def test_a_configured_micro_batch_checkpoints_only_where_the_config_allows_and_memory_needs_it(caplog) -> None:
+    from aurax.train.plan import configured_choice
+
+    t4 = 15 * GIB * 0.88
+    auto_small = configured_choice(32, 2, [WITHOUT, WITH], t4, 0)  # 3 fit without checkpointing
+    auto_large = configured_choice(32, 16, [WITHOUT, WITH], t4, 0)
+    assert (auto_small.activation_checkpointing, auto_large.activation_checkpointing) == (False, True)
+    assert (auto_large.micro_batch_size, auto_large.accumulation_steps) == (16, 2)
+    assert configured_choice(32, 4, [WITH], t4, 0).activation_checkpointing  # `on` is on
+    assert not caplog.records
+    off = configured_choice(32, 16, [WITHOUT], t4, 0)  # `off` stays off, though 16 does not fit without
+    assert not off.activation_checkpointing and "micro_batch_size 16 is predicted not to fit" in caplog.text
+
+
 def test_the_schedule_is_refused_or_continued_without_a_jump_when_the_run_length_changes() -> None:
     three = planned_schedule(tiny_config(total_epochs=3, warmup_steps=10).training, steps_per_epoch=100)
     six = planned_schedule(tiny_config(total_epochs=6, warmup_steps=10).training, steps_per_epoch=100)

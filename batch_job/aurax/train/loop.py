@@ -94,6 +94,7 @@ from .plan import (
     MemoryFit,
     accumulation_for,
     choose,
+    configured_choice,
     largest_rank_share,
     measure_fit,
     memory_budget,
@@ -299,13 +300,10 @@ class Trainer:
                 params = sum(p.numel() for p in model.parameters() if p.requires_grad)
                 usable, optimizer_bytes = budget * MEMORY_MARGIN, 8.0 * params  # AdamW's two fp32 moments
                 if tcfg.micro_batch_size:
-                    choice = accumulation_for(per_rank, tcfg.micro_batch_size)
-                    # checkpointing only if the asked micro-batch does not fit without it (or the config says so)
-                    checkpointing = not any(not f.checkpointing and f.largest_micro_batch(usable - optimizer_bytes)
-                                            >= choice.micro_batch_size for f in fits)
+                    choice = configured_choice(per_rank, tcfg.micro_batch_size, fits, usable, optimizer_bytes)
                 else:
                     choice = choose(per_rank, fits, usable, optimizer_bytes)
-                    checkpointing = choice.activation_checkpointing
+                checkpointing = choice.activation_checkpointing
                 decision = (choice.micro_batch_size, checkpointing, budget, probes)
             micro, checkpointing, budget, probes = ctx.broadcast(decision)
             choice = accumulation_for(per_rank, micro)

@@ -100,6 +100,22 @@ def choose(per_rank: int, fits: list[MemoryFit], usable: float, optimizer_bytes:
     return best[1]
 
 
+def configured_choice(per_rank: int, micro_batch_size: int, fits: list[MemoryFit], usable: float,
+                      optimizer_bytes: float) -> Choice:
+    """The plan for a configured `training.micro_batch_size`, among the checkpointing modes the config allows
+    (`fits`: both for `auto`, one for `on` or `off`): the first that fits it, without checkpointing before with.
+    When none is predicted to fit, the most frugal allowed mode, with a warning: the config asked for this size."""
+    choice = accumulation_for(per_rank, micro_batch_size)
+    modes = sorted(fits, key=lambda fit: fit.checkpointing)
+    fitting = [fit for fit in modes if fit.largest_micro_batch(usable - optimizer_bytes) >= choice.micro_batch_size]
+    if not fitting:
+        largest = max(fit.largest_micro_batch(usable - optimizer_bytes) for fit in modes)
+        log.warning("training.micro_batch_size %d is predicted not to fit this GPU's memory (largest: %d); the "
+                    "first step may run out of memory: lower it, or remove it to let the job choose",
+                    choice.micro_batch_size, largest)
+    return Choice(choice.micro_batch_size, choice.accumulation_steps, (fitting or modes[::-1])[0].checkpointing)
+
+
 def memory_budget(device: torch.device) -> float:
     """Bytes this process's tensors may use on `device`: the GPU's memory, or AURAX_GPU_MEMORY_GIB when set (which
     is also enforced, so that going over it fails as it would on the smaller GPU); at most what the driver reports
