@@ -141,7 +141,9 @@ class ModelConfig(Contract):
     (all-masked cross-attention rows)."""
     decoder_dropout: Fraction = 0.0
     """Dropout in the decoder's layers. audiocraft trained MusicGen without dropout (0.0); the Hugging Face config
-    of musicgen-small says 0.1, which this overrides. Recorded in the checkpoint's training plan."""
+    of musicgen-small says 0.1, which this overrides. Recorded in the checkpoint's training plan. Above 0 the
+    dropout masks follow the micro-batch split, so a resume on a GPU that plans another split continues the same
+    in distribution, not bit for bit."""
 
     def resolved_revision(self) -> str | None:
         """The hub revision to load: the pinned one for musicgen-small; None (main) for other hub ids; None for
