@@ -24,7 +24,7 @@ class SqrtLoss(torch.nn.Module):
         self.w = torch.nn.Parameter(torch.zeros(1))
 
     def forward(self, attention_mask: torch.Tensor, encoder_outputs: tuple[torch.Tensor],
-                labels: torch.Tensor) -> SimpleNamespace:
+                labels: torch.Tensor, use_cache: bool = True) -> SimpleNamespace:
         return SimpleNamespace(loss=(self.w.float() ** 0.5).sum())
 
 
@@ -63,8 +63,8 @@ class Recording(SqrtLoss):
         self.events = events
 
     def forward(self, attention_mask: torch.Tensor, encoder_outputs: tuple[torch.Tensor],
-                labels: torch.Tensor) -> SimpleNamespace:
-        self.events.append("forward")
+                labels: torch.Tensor, use_cache: bool = True) -> SimpleNamespace:
+        self.events.append("forward" if not use_cache else "forward building a key/value cache")
         return super().forward(attention_mask, encoder_outputs, labels)
 
 
@@ -72,7 +72,8 @@ class Recording(SqrtLoss):
 def test_a_step_copies_every_micro_batch_before_computing_and_reads_the_host_once(
         micro_batches: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """A copy to the GPU between forward passes, or a `.item()` per micro-batch, would make the host wait for
-    the GPU once per micro-batch; the step reads the host once, whatever its number of micro-batches."""
+    the GPU once per micro-batch; the step reads the host once, whatever its number of micro-batches. No forward
+    pass builds a key/value cache (useless in training; under `torch.compile` it forces recompilation)."""
     events: list[str] = []
     copy = Batch.to
     monkeypatch.setattr(Batch, "to", lambda batch, device: events.append("copy") or copy(batch, device))

@@ -133,6 +133,14 @@ class StepResult:
     """Set when the loss cannot be recorded; the update was not applied."""
 
 
+def batch_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """MusicGen's loss on `batch` (the mean over codebooks of each codebook's mean cross-entropy over its counted
+    labels), a 0-d tensor on the batch's device. No key/value cache: training has no use for one, and building it
+    makes `torch.compile` recompile every layer (its guards follow the cache's state) until it gives up."""
+    return model(attention_mask=batch.attention_mask, encoder_outputs=(batch.encoder_hidden,), labels=batch.labels,
+                 use_cache=False).loss
+
+
 def make_optimizer(params: list[torch.nn.Parameter], config: RunConfig, device: torch.device
                    ) -> tuple[torch.optim.Optimizer, str]:
     """AdamW, fused into one kernel per step on CUDA (and with fp16's loss scaler, no host sync for its
@@ -338,8 +346,7 @@ class Trainer:
                           torch.ones(micro, longest.shape[0], dtype=torch.long)).to(device)
             model.train()
             with precision.autocast():
-                loss = model(attention_mask=batch.attention_mask, encoder_outputs=(batch.encoder_hidden,),
-                             labels=batch.labels).loss
+                loss = batch_loss(model, batch)
             loss.backward()
             del loss, batch
             model.zero_grad(set_to_none=True)
@@ -592,8 +599,7 @@ class Trainer:
             sync = contextlib.nullcontext() if last or not ctx.distributed else wrapped.no_sync()
             with sync:
                 with precision.autocast():
-                    loss = wrapped(attention_mask=batch.attention_mask, encoder_outputs=(batch.encoder_hidden,),
-                                   labels=batch.labels).loss
+                    loss = batch_loss(wrapped, batch)
                 if faults.nan_at(step):
                     loss = loss * float("nan")
                 share = loss.float() * (batch.tokens / step_tokens)
@@ -631,8 +637,7 @@ class Trainer:
             for begin in range(0, len(mine), micro_batch_size):
                 batch = source.eval_batch(mine[begin:begin + micro_batch_size]).to(ctx.device)
                 with precision.autocast():
-                    loss = model(attention_mask=batch.attention_mask, encoder_outputs=(batch.encoder_hidden,),
-                                 labels=batch.labels).loss
+                    loss = batch_loss(model, batch)
                 sums[0] += loss.double() * batch.tokens  # Python numbers: no host-to-device copy per batch
                 sums[1] += batch.tokens
                 self.progress.validation_batch_done()
