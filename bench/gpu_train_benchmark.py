@@ -15,8 +15,10 @@ memory from the records' `gpu_memory_gib`, its plan (micro-batch, accumulation, 
 record. The process is killed once enough windows are in, or at the variant's timeout; results print as they
 come and go to `--out` as JSON.
 
-MFU = decoder model FLOPs (6 x matmul parameters x tokens + 12 x layers x width x tokens^2 for attention; a
-checkpointed forward is not counted again) x samples/s / the GPU's dense bf16 peak (989 TFLOPS for H100/H200).
+MFU = decoder model FLOPs per example (`aurax.ops.flops`, the count `aurax estimate` converts back with: 6 per
+matmul weight per token it multiplies, the cross-attention keys and values on the prompt's tokens, plus 12 x layers x
+width per attended position; a checkpointed forward is not counted again) x samples/s / the GPU's dense bf16 peak
+(989 TFLOPS for an H100 or H200 SXM).
 
 Variants: today's default before issue 11 (eager attention, checkpointing, micro-batch 4, 16 per step); the job's
 default plan within 15 GiB (`AURAX_GPU_MEMORY_GIB=15`, a T4's budget) in bf16 and in fp16; forced
@@ -51,6 +53,7 @@ from transformers import MusicgenConfig, MusicgenForConditionalGeneration  # noq
 
 from aurax.dataset.shards import MANIFEST_NAME, Clip, encode_shard, shard_name  # noqa: E402
 from aurax.model import byte_tokenizer, tiny_musicgen_config  # noqa: E402
+from aurax.ops.flops import decoder_train_flops_per_sample  # noqa: E402
 from aurax.train.data import delay_pattern_labels  # noqa: E402
 from aurax_contracts import DatasetManifest, RunConfig, ShardInfo, parse_metric_line  # noqa: E402
 from aurax_contracts.metrics import TrainingSetup, TrainStep  # noqa: E402
@@ -58,7 +61,10 @@ from aurax_contracts.metrics import TrainingSetup, TrainStep  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_checkpoint import musicgen_small_config  # noqa: E402
 
-PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10G": 125e12, "T4": 65e12}
+#: Dense bf16 (fp16 on the T4) tensor peaks by device-name fragment; the longest fragment in the name wins, so
+#: that an "H100 PCIe" or an "L40S" is not taken for an H100 SXM or an L4 (NVIDIA datasheets, without sparsity).
+PEAKS = {"H100": 989e12, "H200": 989e12, "H100 PCIe": 756e12, "H100 NVL": 835e12, "H200 NVL": 835e12,
+         "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10G": 125e12, "T4": 65e12}
 TEXT_PROMPTS = ["amapiano groove with log drum", "deep house with jazzy piano chords and shakers",
                 "tribal percussion, warm bass, sparse kick, rolling shakers in sixteenth notes"]
 T4_BUDGET = {"AURAX_GPU_MEMORY_GIB": "15"}
@@ -110,6 +116,7 @@ def save_model(folder: Path, smoke: bool, device: str) -> MusicgenConfig:
         model = MusicgenForConditionalGeneration(config)
     model.save_pretrained(folder)
     del model
+    release_gpu_memory()
     tokenizer = byte_tokenizer()
     tokenizer.model_max_length = 64
     tokenizer.save_pretrained(folder)
@@ -148,15 +155,26 @@ def run_config(model_dir: Path, variant: Variant, segment_seconds: float, smoke:
 
 
 # ---- FLOPs ----------------------------------------------------------------------------------------------------
-def decoder_flops_per_sample(model: MusicgenConfig, seq: int) -> float:
-    """Training FLOPs of one sample: 6 per decoder matmul parameter per position, plus attention scores."""
+def peak_flops(device_name: str) -> float | None:
+    matches = [fragment for fragment in PEAKS if fragment in device_name]
+    return PEAKS[max(matches, key=len)] if matches else None
+
+
+def decoder_flops_per_sample(model: MusicgenConfig, seq: int, text_tokens: float) -> float:
+    """Model FLOPs of one training example of `seq` decoder positions and `text_tokens` prompt tokens."""
     d = model.decoder
-    per_layer = 4 * d.hidden_size ** 2 + 2 * d.hidden_size * d.ffn_dim  # self-attention + FFN
-    cross = 2 * d.hidden_size ** 2 + 2 * d.hidden_size * model.text_encoder.d_model  # cross-attention q/o, k/v
-    heads = d.num_codebooks * d.hidden_size * d.vocab_size
-    matmul = d.num_hidden_layers * (per_layer + cross) + heads
-    attention = 12 * d.num_hidden_layers * d.hidden_size * seq
-    return seq * (6 * matmul + attention)
+    return decoder_train_flops_per_sample(layers=d.num_hidden_layers, width=d.hidden_size, ffn_dim=d.ffn_dim,
+                                          codebooks=d.num_codebooks, codebook_size=d.vocab_size, audio_tokens=seq,
+                                          text_tokens=text_tokens)
+
+
+def prompt_tokens(model_dir: Path) -> float:
+    """Mean tokens of the benchmark's prompts under the saved tokenizer (as `TextConditioning` encodes them)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    lengths = [len(ids) for ids in tokenizer(TEXT_PROMPTS, truncation=True)["input_ids"]]
+    return sum(lengths) / len(lengths)
 
 
 # ---- one variant ------------------------------------------------------------------------------------------------
@@ -243,7 +261,18 @@ def dropped_prompt_check(model_dir: Path, device: str) -> dict[str, Any]:
         loss.backward()
         grads_finite = all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None)
         out[name] = {"loss": float(loss.detach()), "finite": bool(torch.isfinite(loss).item() and grads_finite)}
+    del model, loss
+    release_gpu_memory()
     return out
+
+
+def release_gpu_memory() -> None:
+    """Hand this process's cached GPU memory back to the driver: the jobs run beside it and plan from what is free."""
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def main() -> int:
@@ -257,7 +286,7 @@ def main() -> int:
     args = parser.parse_args()
     device = "cpu" if args.smoke or not torch.cuda.is_available() else "cuda"
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
-    peak = next((v for k, v in PEAKS.items() if k in name), None)
+    peak = peak_flops(name)
     segment = 2.0 if args.smoke else 30.0
     timeout = args.variant_timeout or (90.0 if args.smoke else 45.0)
     report: dict[str, Any] = {"device": name, "torch": torch.__version__, "peak_flops": peak, "segment_s": segment,
@@ -276,7 +305,8 @@ def main() -> int:
         print(f"fully dropped prompt (SDPA): {report['dropped_prompt']}", flush=True)
         frames = round(segment * 50)
         seq = frames + mg.decoder.num_codebooks - 1
-        flops = decoder_flops_per_sample(mg, seq)
+        flops = decoder_flops_per_sample(mg, seq, prompt_tokens(base / "model"))
+        report["model_tflop_per_sample"] = round(flops / 1e12, 4)
         dataset = base / "dataset"
         chosen = [v for i, v in enumerate(variants(args.smoke)) if args.only is None or i in args.only]
         for index, variant in enumerate(chosen):

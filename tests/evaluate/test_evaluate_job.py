@@ -20,7 +20,7 @@ from aurax import storage
 from aurax.cli import main
 from aurax.evaluate.clips import ClipRecord
 from aurax.evaluate.job import eval_uri, read_loss_curves
-from aurax_contracts import EvalReport, RunConfig, RunLayout, parse_metric_line
+from aurax_contracts import TINY_MODEL_ID, EvalReport, RunConfig, RunLayout, parse_metric_line
 from aurax_control.stats import wilson_interval
 from tests.evaluate.fixtures import (
     CHECKPOINT_EPOCH,
@@ -153,6 +153,7 @@ def test_provenance_and_checkpoint_facts(local_run: dict[str, str], report: Eval
     manifest = storage.read_bytes(provenance.checkpoint_uri + "/manifest.json")
     assert hashlib.sha256(manifest).hexdigest() == provenance.checkpoint_sha256
     assert provenance.code_version
+    assert (provenance.base_model, provenance.base_revision) == (TINY_MODEL_ID, None)  # no revisions: built here
 
 
 def test_html_report_with_its_images_and_audio(local_run: dict[str, str], report: EvalReport) -> None:
@@ -170,6 +171,7 @@ def test_html_report_with_its_images_and_audio(local_run: dict[str, str], report
     for clip in report.clips:
         assert f'src="{clip.audio}"' in html
     assert report.provenance.checkpoint_sha256 in html and report.provenance.dataset_manifest_sha256 in html
+    assert f"<code>{TINY_MODEL_ID}</code> at revision" in html
 
 
 def test_heartbeats_are_sent_while_evaluating(local_run: dict[str, str]) -> None:

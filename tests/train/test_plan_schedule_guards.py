@@ -41,6 +41,20 @@ def test_a_t4_sized_budget_checkpoints_a_large_micro_batch_and_an_h200_does_not_
         choose(32, [WITHOUT, WITH], usable=7 * GIB, optimizer_bytes=0)
 
 
+def test_a_configured_micro_batch_checkpoints_only_where_the_config_allows_and_memory_needs_it(caplog) -> None:
+    from aurax.train.plan import configured_choice
+
+    t4 = 15 * GIB * 0.88
+    auto_small = configured_choice(32, 2, [WITHOUT, WITH], t4, 0)  # 3 fit without checkpointing
+    auto_large = configured_choice(32, 16, [WITHOUT, WITH], t4, 0)
+    assert (auto_small.activation_checkpointing, auto_large.activation_checkpointing) == (False, True)
+    assert (auto_large.micro_batch_size, auto_large.accumulation_steps) == (16, 2)
+    assert configured_choice(32, 4, [WITH], t4, 0).activation_checkpointing  # `on` is on
+    assert not caplog.records
+    off = configured_choice(32, 16, [WITHOUT], t4, 0)  # `off` stays off, though 16 does not fit without
+    assert not off.activation_checkpointing and "micro_batch_size 16 is predicted not to fit" in caplog.text
+
+
 def test_the_schedule_is_refused_or_continued_without_a_jump_when_the_run_length_changes() -> None:
     three = planned_schedule(tiny_config(total_epochs=3, warmup_steps=10).training, steps_per_epoch=100)
     six = planned_schedule(tiny_config(total_epochs=6, warmup_steps=10).training, steps_per_epoch=100)
@@ -140,3 +154,37 @@ def test_a_config_written_for_the_old_batch_fields_gets_an_error_saying_what_to_
     message = str(raised.value)
     assert "set batch_size to the old batch_size x grad_accum_steps x GPUs (16" in message
     assert "training.activation_checkpointing: on" in message
+
+
+def test_the_plan_fits_the_rank_with_the_most_examples() -> None:
+    """9 examples on 2 ranks are 4 on rank 0 and 5 on rank 1: the plan (the whole share in one pass on the CPU)
+    is made for 5, and every rank's split has at most the plan's micro-batches."""
+    from aurax.train.data import rank_positions
+
+    config = tiny_config(batch_size=9, micro_batch_size=None)
+    model = load_configured_musicgen(config.model)
+    for rank in (0, 1):
+        trainer = Trainer(options=None, config=config, ctx=DistContext(rank, 2, torch.device("cpu")))  # type: ignore[arg-type]
+        plan = trainer._plan(model, None, 20, Precision("fp32", "cpu"), "adamw-foreach")  # type: ignore[arg-type]
+        assert (plan.micro_batch_size, plan.accumulation_steps) == (5, 1)
+        pieces = split_micro_batches(rank_positions(0, 9, 2, rank), plan.micro_batch_size)
+        assert len(pieces) <= plan.accumulation_steps and max(map(len, pieces)) <= plan.micro_batch_size
+
+
+def test_the_memory_budget_leaves_out_memory_this_process_cannot_reach(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe's peaks count only this process's tensors: the CUDA context, and other processes on the GPU,
+    come off the budget (the driver's free memory plus what this process's allocator already holds)."""
+    from types import SimpleNamespace
+
+    from aurax.train.plan import memory_budget
+
+    fractions: list[float] = []
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=16 * GIB))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (int(10.5 * GIB), 16 * GIB))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device: 5 * GIB)  # the model, already loaded
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, device: fractions.append(f))
+    monkeypatch.delenv("AURAX_GPU_MEMORY_GIB", raising=False)
+    cuda = torch.device("cuda", 0)
+    assert memory_budget(cuda) == 15.5 * GIB  # 0.5 GiB of context
+    monkeypatch.setenv("AURAX_GPU_MEMORY_GIB", "12")
+    assert memory_budget(cuda) == 12 * GIB and fractions == [12 / 16]

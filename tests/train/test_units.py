@@ -160,3 +160,25 @@ def test_metrics_sink_keeps_records_when_a_write_fails(tmp_path: Path, monkeypat
     monkeypatch.undo()
     sink.flush()
     assert [p.name for p in (tmp_path / "metrics" / "attempt-0001").iterdir()] == ["chunk-00000000.jsonl"]
+
+
+def test_a_checkpoint_from_another_hub_revision_is_refused_though_the_config_did_not_change(tmp_path: Path) -> None:
+    """`model.revision` unset follows the code's pinned revision: a newer image that moves the pin must not
+    resume (or evaluate) a run on other frozen weights under the same training fingerprint."""
+    from types import SimpleNamespace
+
+    from aurax.train.checkpoint import check_same_training
+    from aurax_contracts import ContractError, RunConfig
+    from aurax_contracts.config import MUSICGEN_SMALL_REVISION
+
+    config = RunConfig.model_validate({"run_id": "pinned"})
+    manifest = SimpleNamespace(training_fingerprint=config.training_fingerprint(), model_revision="0" * 40,
+                               code_version="1.0.0+abc")
+    found = SimpleNamespace(uri="s3://b/runs/pinned/checkpoints/step-000000010", manifest=manifest, local_files={})
+    with pytest.raises(ContractError, match=f"checkpoint '0{{40}}', this job '{MUSICGEN_SMALL_REVISION}'; fix: run "
+                                            r"the job image that trained it \(code version 1.0.0\+abc\)"):
+        check_same_training(found, config)  # type: ignore[arg-type]
+    manifest.model_revision = MUSICGEN_SMALL_REVISION
+    check_same_training(found, config)  # type: ignore[arg-type]
+    manifest.model_revision = None  # a checkpoint from before revisions were recorded
+    check_same_training(found, config)  # type: ignore[arg-type]

@@ -40,6 +40,8 @@ def render_report(report: EvalReport, images: dict[str, str], rules: DecisionCon
     p = report.provenance
     val = f"{report.val_loss:.4f}" if report.val_loss is not None else "not measured"
     baseline = f"{report.baseline_val_loss:.4f}" if report.baseline_val_loss is not None else "not measured"
+    base_model = (f"<code>{escape(p.base_model or 'not recorded')}</code> at revision "
+                  f"<code>{escape(p.base_revision or 'none (local or built here)')}</code>")
     figures = "\n".join(f'<figure><img src="{escape(path)}" alt="{escape(caption)}">'
                         f"<figcaption>{escape(caption)}</figcaption></figure>"
                         for caption, path in images.items())
@@ -99,6 +101,7 @@ the genre in prose. A gain on the first and none on the second points at the pro
 <table><tr><th>checkpoint</th><td><code>{escape(p.checkpoint_uri)}</code></td></tr>
 <tr><th>checkpoint manifest sha256</th><td><code>{p.checkpoint_sha256}</code></td></tr>
 <tr><th>dataset manifest sha256</th><td><code>{p.dataset_manifest_sha256}</code></td></tr>
+<tr><th>base model</th><td>{base_model}</td></tr>
 <tr><th>code version</th><td><code>{escape(p.code_version)}</code></td></tr>
 <tr><th>created</th><td>{report.created_at.isoformat()}</td></tr></table>
 <h2>Figures</h2>

@@ -368,7 +368,8 @@ def _report(config: RunConfig, point: str, manifest: CheckpointManifest, manifes
         prompts=by_prompt(treatment_uri, model_id, clips), val_loss=manifest.val_loss,
         baseline_val_loss=manifest.baseline_val_loss, generation=generation,
         provenance=Provenance(checkpoint_uri=treatment_uri, checkpoint_sha256=manifest_sha256,
-                              code_version=code_version(), dataset_manifest_sha256=dataset_sha256),
+                              code_version=code_version(), dataset_manifest_sha256=dataset_sha256,
+                              base_model=model_id, base_revision=config.model.resolved_revision()),
         flags=_flags(clips), clips=clips, attempts=sorted({c.attempt for c in clips}), created_at=datetime.now(UTC))
     images = _write_figures(out_uri, clips, evaluation.score_threshold, run_uri, analysis)
     storage.write_text(join(out_uri, report.html_report), render_report(report, images, config.decision),

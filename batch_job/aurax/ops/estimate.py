@@ -1,11 +1,11 @@
 """Projected time and cost of a run before it starts, from its config and the figures in `figures`.
 
-Training cost follows from model FLOPs: each example of `segment_seconds` is `segment_seconds x 50 + 3` decoder
-tokens; a token costs 6 x trainable-parameters FLOPs forward and backward (full fine-tune; LoRA skips the
-weight gradients: 4 x), plus attention (12 x layers x sequence x width). Throughput is the T4's fp16 peak times
-the model-FLOPs utilisation (MFU) measured for the plan the job picks within a T4's memory (`train_utilisation`;
-recomputation by activation checkpointing is inside that figure, as MFU does not count it), unless a measured
-samples/s is given.
+Training cost follows from model FLOPs (`flops`, the count the GPU benchmark's MFU uses): each example of
+`segment_seconds` is `segment_seconds x 50 + 3` decoder tokens, each costing 6 FLOPs forward and backward per
+decoder weight it multiplies (LoRA skips the weight gradients: 4), plus attention. Throughput is the T4's fp16 peak
+times the model-FLOPs utilisation (MFU) measured for the plan the job picks within a T4's memory
+(`train_utilisation`; recomputation by activation checkpointing is inside that figure, as MFU does not count it),
+unless a measured samples/s is given.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from aurax_contracts import RunConfig
 
 from ..dataset.plan import expected_clips
 from . import figures as f
+from .flops import decoder_train_flops_per_sample
 from .sample_size import generation_hours
 
 
@@ -62,13 +63,13 @@ class Estimate:
 
 
 def train_flops_per_sample(config: RunConfig) -> float:
-    """Model FLOPs of one training example (the numerator of MFU: a recomputed forward is not counted)."""
-    tokens = config.training.segment_seconds * f.FRAMES_PER_SECOND.value + 3
-    params = f.DECODER_PARAMETERS.value
-    lora = config.model.finetune == "lora"
-    per_token = (4.0 if lora else 6.0) * params
-    attention = 12 * f.DECODER_LAYERS.value * tokens * f.DECODER_WIDTH.value
-    return tokens * (per_token + attention)
+    """Model FLOPs of one training example of musicgen-small (the numerator of MFU: a recomputed forward is not
+    counted)."""
+    return decoder_train_flops_per_sample(
+        layers=int(f.DECODER_LAYERS.value), width=int(f.DECODER_WIDTH.value), ffn_dim=int(f.DECODER_FFN_DIM.value),
+        codebooks=int(f.CODEBOOKS.value), codebook_size=int(f.CODEBOOK_SIZE.value),
+        audio_tokens=config.training.segment_seconds * f.FRAMES_PER_SECOND.value + f.CODEBOOKS.value - 1,
+        text_tokens=f.PROMPT_TOKENS.value, lora=config.model.finetune == "lora")
 
 
 def train_utilisation(config: RunConfig) -> f.Figure:

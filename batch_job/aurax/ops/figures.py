@@ -20,14 +20,17 @@ class Figure:
 # --- the GPU (NVIDIA T4 on g4dn) ---------------------------------------------------------------------------
 T4_FP16_PEAK_FLOPS = Figure(65e12, "FLOP/s", "NVIDIA T4 datasheet: 65 TFLOPS mixed-precision (FP16/FP32) peak")
 # --- training utilisation (model-FLOPs utilisation, MFU), measured by this project on an H200 -------------------
-# shared/notes/gpu-measurements.md (2026-11-29): real musicgen-small architecture, 30 s segments, bf16, AdamW.
-H200_MFU_BEFORE_ISSUE_11 = Figure(0.065, "fraction of peak",
+# shared/notes/gpu-measurements.md (2026-11-29): real musicgen-small architecture, 30 s segments, bf16, AdamW. The
+# measured figure is samples/s; MFU = samples/s x 3.934 TFLOP per example (`ops.flops`, this file's model figures)
+# / 989 TFLOPS (H200 dense bf16). The notes' own MFU column counted the cross-attention keys and values per audio
+# token (they are projections of the ~20 text tokens) and the embeddings: 11% more FLOPs than the example needs.
+H200_MFU_BEFORE_ISSUE_11 = Figure(0.0581, "fraction of peak",
                                   "measured: H200, eager attention, activation checkpointing, micro-batch 4 "
                                   "(the default before issue 11): 14.6 samples/s, 9.3 GiB (gpu-measurements.md)")
-H200_MFU_SDPA_MICRO_4 = Figure(0.153, "fraction of peak",
+H200_MFU_SDPA_MICRO_4 = Figure(0.1376, "fraction of peak",
                                "measured: H200, SDPA, no checkpointing, micro-batch 4 (what fits 15 GiB without "
                                "checkpointing): 34.6 samples/s, 14.1 GiB (gpu-measurements.md)")
-H200_MFU_SDPA_CHECKPOINTED_MICRO_32 = Figure(0.298, "fraction of peak",
+H200_MFU_SDPA_CHECKPOINTED_MICRO_32 = Figure(0.2681, "fraction of peak",
                                              "measured: H200, SDPA, activation checkpointing, micro-batch 32: 67.4 "
                                              "samples/s, 14.5 GiB (gpu-measurements.md)")
 #: THE LEAD UPDATES THIS after the GPU run: the MFU of `aurax job train` itself with the default plan within
@@ -46,10 +49,13 @@ T4_GENERATION_SECONDS_PER_AUDIO_SECOND = Figure(
     "bandwidth (4.8 vs 0.32 TB/s) and of half-precision tensor peak; bench/bench_generate.py on a T4 replaces it")
 
 # --- the model (musicgen-small) ------------------------------------------------------------------------------
-DECODER_PARAMETERS = Figure(420e6, "parameters",
-                            "shared/notes/musicgen-and-data.md: decoder LM with its 4 embeddings and heads")
 DECODER_LAYERS = Figure(24, "layers", "musicgen-small config (decoder.num_hidden_layers)")
 DECODER_WIDTH = Figure(1024, "hidden size", "musicgen-small config (decoder.hidden_size)")
+DECODER_FFN_DIM = Figure(4096, "feed-forward size", "musicgen-small config (decoder.ffn_dim)")
+CODEBOOKS = Figure(4, "codebooks", "musicgen-small config (decoder.num_codebooks)")
+CODEBOOK_SIZE = Figure(2048, "codes", "musicgen-small config (decoder.vocab_size)")
+PROMPT_TOKENS = Figure(20, "T5 tokens", "assumed: a training caption of 6-8 MTAT tags (cross-attention's keys and "
+                                        "values; 0.2% of a 30 s example's FLOPs)")
 FRAMES_PER_SECOND = Figure(50, "frames/s", "EnCodec 32 kHz as used by MusicGen: 50 frames per second")
 LORA_TRAINABLE_FRACTION = Figure(0.01, "fraction", "assumed: rank-16 adapters on the attention projections")
 CHECKPOINT_BYTES_FULL = Figure(5.1e9, "bytes",

@@ -312,7 +312,16 @@ class CheckpointStore:
 
 
 def check_same_training(found: VerifiedCheckpoint, config: RunConfig) -> None:
-    """Refuse (exit 64) a checkpoint trained with another model, data or recipe, naming each difference."""
+    """Refuse (exit 64) a checkpoint trained with another model, data or recipe, naming each difference. The hub
+    revision is compared as loaded (the manifest's `model_revision`): a config that leaves `model.revision` unset
+    follows the code's pin, which a newer job image may move under the same training fingerprint."""
+    saved_revision, revision = found.manifest.model_revision, config.model.resolved_revision()
+    if saved_revision is not None and saved_revision != revision:
+        raise ContractError(
+            f"checkpoint {found.uri} was trained on another hub revision of {config.model.model_id} than this job "
+            "loads: the frozen weights (and a LoRA run's base) would not be the ones it was trained with",
+            [f"model revision: checkpoint {saved_revision!r}, this job {revision!r}; fix: run the job image that "
+             f"trained it (code version {found.manifest.code_version}), or start a new run_id"])
     if found.manifest.training_fingerprint == config.training_fingerprint():
         return
     differences = _config_differences(found.load_config(), config) if CONFIG_FILE in found.local_files else []

@@ -82,8 +82,14 @@ class Batch:
     over them, so a micro-batch's share of its step's loss is tokens / the step's tokens."""
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(self.labels.to(device, non_blocking=True), self.encoder_hidden.to(device, non_blocking=True),
-                     self.attention_mask.to(device, non_blocking=True), self.tokens)
+        """This batch on `device`. To a GPU through pinned memory: the copy is then asynchronous, where one from
+        pageable memory would first wait for all the work queued on the stream (a host synchronisation)."""
+        pin = device.type == "cuda"
+
+        def move(tensor: torch.Tensor) -> torch.Tensor:
+            return (tensor.pin_memory() if pin and not tensor.is_pinned() else tensor).to(device, non_blocking=True)
+
+        return Batch(move(self.labels), move(self.encoder_hidden), move(self.attention_mask), self.tokens)
 
     def __len__(self) -> int:
         return self.labels.shape[0]

@@ -15,8 +15,11 @@ the untouched model's validation loss is measured once (the baseline the decisio
 `max_overflow_steps` skipped steps in a row (fp16 overflows, or any non-finite gradient, which is never
 applied) exits 76 too; a loss above `monitoring.loss_warn` writes a `JobWarning`.
 
-Host synchronisation: one transfer per optimizer step (the step's loss and gradient norm together, plus the
-loss scale under fp16), none per micro-batch.
+Host synchronisation: one device-to-host read per optimizer step (the step's loss and gradient norm together;
+under fp16 the loss scale after its update too). The loop adds none per micro-batch: a step's micro-batches go to
+the GPU through pinned memory before its first forward pass. (transformers itself checks the cross-attention mask
+for padding once per forward pass, `masking_utils._ignore_bidirectional_mask_sdpa`: one short wait per
+micro-batch that only a hand-built 4-D mask would avoid.)
 """
 
 from __future__ import annotations
@@ -85,7 +88,17 @@ from .data import (
 from .distributed import DistContext, init_distributed
 from .guards import Divergence, loss_divergence, recordable_grad_norm, recordable_throughput, step_divergence
 from .options import TrainOptions
-from .plan import GIB, MEMORY_MARGIN, MemoryFit, accumulation_for, choose, measure_fit, memory_budget, rank_share
+from .plan import (
+    GIB,
+    MEMORY_MARGIN,
+    MemoryFit,
+    accumulation_for,
+    choose,
+    configured_choice,
+    largest_rank_share,
+    measure_fit,
+    memory_budget,
+)
 from .precision import Precision, resolve_precision
 from .progress import ProgressCounter
 from .schedule import lr_factor, planned_schedule, resume_schedule
@@ -118,6 +131,14 @@ class StepResult:
     skipped: bool
     divergence: Divergence | None = None
     """Set when the loss cannot be recorded; the update was not applied."""
+
+
+def batch_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """MusicGen's loss on `batch` (the mean over codebooks of each codebook's mean cross-entropy over its counted
+    labels), a 0-d tensor on the batch's device. No key/value cache: training has no use for one, and building it
+    makes `torch.compile` recompile every layer (its guards follow the cache's state) until it gives up."""
+    return model(attention_mask=batch.attention_mask, encoder_outputs=(batch.encoder_hidden,), labels=batch.labels,
+                 use_cache=False).loss
 
 
 def make_optimizer(params: list[torch.nn.Parameter], config: RunConfig, device: torch.device
@@ -272,7 +293,7 @@ class Trainer:
         """Micro-batch and activation checkpointing for this GPU (rank 0 decides, every rank follows), applied
         to the model."""
         tcfg, ctx, device = self.config.training, self.ctx, self.ctx.device
-        per_rank = rank_share(tcfg.batch_size, ctx.world_size, 0)  # rank 0 has the largest share
+        per_rank = largest_rank_share(tcfg.batch_size, ctx.world_size)
         probes: dict[str, float] = {}
         budget = None
         if device.type != "cuda":
@@ -287,13 +308,10 @@ class Trainer:
                 params = sum(p.numel() for p in model.parameters() if p.requires_grad)
                 usable, optimizer_bytes = budget * MEMORY_MARGIN, 8.0 * params  # AdamW's two fp32 moments
                 if tcfg.micro_batch_size:
-                    choice = accumulation_for(per_rank, tcfg.micro_batch_size)
-                    # checkpointing only if the asked micro-batch does not fit without it (or the config says so)
-                    checkpointing = not any(not f.checkpointing and f.largest_micro_batch(usable - optimizer_bytes)
-                                            >= choice.micro_batch_size for f in fits)
+                    choice = configured_choice(per_rank, tcfg.micro_batch_size, fits, usable, optimizer_bytes)
                 else:
                     choice = choose(per_rank, fits, usable, optimizer_bytes)
-                    checkpointing = choice.activation_checkpointing
+                checkpointing = choice.activation_checkpointing
                 decision = (choice.micro_batch_size, checkpointing, budget, probes)
             micro, checkpointing, budget, probes = ctx.broadcast(decision)
             choice = accumulation_for(per_rank, micro)
@@ -328,8 +346,7 @@ class Trainer:
                           torch.ones(micro, longest.shape[0], dtype=torch.long)).to(device)
             model.train()
             with precision.autocast():
-                loss = model(attention_mask=batch.attention_mask, encoder_outputs=(batch.encoder_hidden,),
-                             labels=batch.labels).loss
+                loss = batch_loss(model, batch)
             loss.backward()
             del loss, batch
             model.zero_grad(set_to_none=True)
@@ -573,15 +590,16 @@ class Trainer:
         ctx = self.ctx
         optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), dtype=torch.float32, device=ctx.device)
-        for index, (batch, seed) in enumerate(zip(micro, seeds, strict=True)):
-            batch = batch.to(ctx.device)
+        # Every micro-batch is on the device before the first forward pass: a copy made between passes would be a
+        # host synchronisation per micro-batch (a copy from pageable memory waits for the stream's queued work).
+        batches = [batch.to(ctx.device) for batch in micro]
+        for index, (batch, seed) in enumerate(zip(batches, seeds, strict=True)):
             _seed_generators(seed)
             last = index == len(micro) - 1
             sync = contextlib.nullcontext() if last or not ctx.distributed else wrapped.no_sync()
             with sync:
                 with precision.autocast():
-                    loss = wrapped(attention_mask=batch.attention_mask, encoder_outputs=(batch.encoder_hidden,),
-                                   labels=batch.labels).loss
+                    loss = batch_loss(wrapped, batch)
                 if faults.nan_at(step):
                     loss = loss * float("nan")
                 share = loss.float() * (batch.tokens / step_tokens)
@@ -619,10 +637,9 @@ class Trainer:
             for begin in range(0, len(mine), micro_batch_size):
                 batch = source.eval_batch(mine[begin:begin + micro_batch_size]).to(ctx.device)
                 with precision.autocast():
-                    loss = model(attention_mask=batch.attention_mask, encoder_outputs=(batch.encoder_hidden,),
-                                 labels=batch.labels).loss
-                sums += torch.stack([loss.double() * batch.tokens,
-                                     torch.tensor(float(batch.tokens), dtype=torch.float64, device=ctx.device)])
+                    loss = batch_loss(model, batch)
+                sums[0] += loss.double() * batch.tokens  # Python numbers: no host-to-device copy per batch
+                sums[1] += batch.tokens
                 self.progress.validation_batch_done()
         model.train()
         total_loss, tokens = ctx.sum(sums).tolist()

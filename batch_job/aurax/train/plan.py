@@ -8,12 +8,13 @@ a run may resume on another GPU type, or another number of GPUs, with another pl
 On a GPU the plan comes from a memory probe at start: one forward and backward pass at micro-batches 1 and 2,
 with and without activation checkpointing, gives each mode's fixed memory and memory per example (linear in the
 micro-batch). Adding the optimizer's state (two fp32 moments per trained parameter, allocated at the first step)
-gives the largest micro-batch of each mode that fits `MEMORY_MARGIN` of the GPU. Of the plans that fit, the
-one with the shortest predicted step wins, by a throughput model fitted to this project's H200 measurements
-(shared/notes/gpu-measurements.md): a forward and backward of m examples costs as much as m + `FIXED_COST_EXAMPLES`
-examples would at full efficiency, and checkpointing multiplies the time by 1 / `CHECKPOINTING_SPEED`. So a step
-of B examples in n micro-batches takes about (B + n x 12.5) / speed: no checkpointing where a reasonable micro-batch
-fits (an H200), checkpointing where it lets one fit (a 16 GB T4 with 30 s segments).
+gives the largest micro-batch of each mode that fits `MEMORY_MARGIN` of the memory this process can reach
+(`memory_budget`). Of the plans that fit, the one with the shortest predicted step wins, by a throughput model
+fitted to this project's H200 measurements (shared/notes/gpu-measurements.md): a forward and backward of m
+examples costs as much as m + `FIXED_COST_EXAMPLES` examples would at full efficiency, and checkpointing multiplies
+the time by 1 / `CHECKPOINTING_SPEED`. So a step of B examples in n micro-batches takes about (B + n x 12.5) /
+speed: no checkpointing where a reasonable micro-batch fits (an H200), checkpointing where it lets one fit (a 16 GB
+T4 with 30 s segments).
 
 `AURAX_GPU_MEMORY_GIB=N` plans (and caps the process) as if the GPU had N GiB: to share a GPU, or to measure what
 a T4's 15 GiB allows on a larger GPU.
@@ -64,8 +65,10 @@ class Choice:
     activation_checkpointing: bool
 
 
-def rank_share(batch_size: int, world_size: int, rank: int) -> int:
-    return (rank + 1) * batch_size // world_size - rank * batch_size // world_size
+def largest_rank_share(batch_size: int, world_size: int) -> int:
+    """Examples of a step on the rank with the most (`data.rank_positions`: the shares differ by at most one,
+    and rank 0's is never the larger): what a plan must fit."""
+    return -(-batch_size // world_size)
 
 
 def accumulation_for(per_rank: int, micro_batch_size: int) -> Choice:
@@ -97,16 +100,36 @@ def choose(per_rank: int, fits: list[MemoryFit], usable: float, optimizer_bytes:
     return best[1]
 
 
+def configured_choice(per_rank: int, micro_batch_size: int, fits: list[MemoryFit], usable: float,
+                      optimizer_bytes: float) -> Choice:
+    """The plan for a configured `training.micro_batch_size`, among the checkpointing modes the config allows
+    (`fits`: both for `auto`, one for `on` or `off`): the first that fits it, without checkpointing before with.
+    When none is predicted to fit, the most frugal allowed mode, with a warning: the config asked for this size."""
+    choice = accumulation_for(per_rank, micro_batch_size)
+    modes = sorted(fits, key=lambda fit: fit.checkpointing)
+    fitting = [fit for fit in modes if fit.largest_micro_batch(usable - optimizer_bytes) >= choice.micro_batch_size]
+    if not fitting:
+        largest = max(fit.largest_micro_batch(usable - optimizer_bytes) for fit in modes)
+        log.warning("training.micro_batch_size %d is predicted not to fit this GPU's memory (largest: %d); the "
+                    "first step may run out of memory: lower it, or remove it to let the job choose",
+                    choice.micro_batch_size, largest)
+    return Choice(choice.micro_batch_size, choice.accumulation_steps, (fitting or modes[::-1])[0].checkpointing)
+
+
 def memory_budget(device: torch.device) -> float:
-    """Bytes this process may use on `device`: the GPU's memory, or AURAX_GPU_MEMORY_GIB when set (which is also
-    enforced, so that going over it fails as it would on the smaller GPU)."""
+    """Bytes this process's tensors may use on `device`: the GPU's memory, or AURAX_GPU_MEMORY_GIB when set (which
+    is also enforced, so that going over it fails as it would on the smaller GPU); at most what the driver reports
+    free plus what this process's allocator already holds, so that the CUDA context and any other process's
+    memory (neither of which the probe's peaks count) are left out."""
     total = float(torch.cuda.get_device_properties(device).total_memory)
+    free, _ = torch.cuda.mem_get_info(device)
+    reachable = float(free) + float(torch.cuda.memory_reserved(device))
     cap = os.environ.get("AURAX_GPU_MEMORY_GIB")
     if cap:
         capped = min(total, float(cap) * GIB)
         torch.cuda.set_per_process_memory_fraction(capped / total, device)
-        return capped
-    return total
+        return min(capped, reachable)
+    return min(total, reachable)
 
 
 def measure_fit(checkpointing: bool, run_pass: Callable[[int], None], device: torch.device) -> tuple[MemoryFit,

@@ -116,6 +116,10 @@ class Provenance(Contract):
     """sha256 of the checkpoint's manifest."""
     code_version: str
     dataset_manifest_sha256: Sha256
+    base_model: str | None = None
+    """The pretrained model both arms start from (`model.model_id`)."""
+    base_revision: str | None = None
+    """Its hub revision, as both arms loaded it (None: a local copy, the tiny test model, or an older report)."""
 
 
 class GenerationInfo(Contract):
