@@ -31,6 +31,7 @@ from aurax_contracts import (
     Provenance,
     RunConfig,
 )
+from aurax_contracts.evaluation import PromptSetSummary
 from aurax_contracts.exit_codes import terminate_reason
 from tests.infra.support import TEMPLATE
 
@@ -54,16 +55,20 @@ def _arm(n: int, authentic: int) -> ArmSummary:
 
 
 def fake_evaluate(treatment_authentic: int, val_loss: float = 2.5) -> JobBehaviour:
-    """Writes the EvalReport the evaluation job would, with the given treatment result out of 20 clips."""
+    """Writes the EvalReport the evaluation job would, with the given treatment result out of 20 clips, all of
+    the Amapiano prompt set (the one the decision counts by default)."""
 
     def run(job: BatchJobRun) -> BatchJobResult:
         point = job.parameters["point"]
+        treatment, control = _arm(20, treatment_authentic), _arm(20, 2)
+        comparison = Comparison(pairs=20, both=2, treatment_only=treatment_authentic - 2, control_only=0,
+                                difference=(treatment_authentic - 2) / 20, difference_low=0.0,
+                                p_value=0.5 ** (treatment_authentic - 2))
         report = EvalReport(
             run_id=RUN_ID, point=point, epoch=1, step=10, score_threshold=80, clip_seconds=1, guidance_scale=3,
-            treatment=_arm(20, treatment_authentic), control=_arm(20, 2),
-            comparison=Comparison(pairs=20, both=2, treatment_only=treatment_authentic - 2, control_only=0,
-                                  difference=(treatment_authentic - 2) / 20, difference_low=0.0,
-                                  p_value=0.5 ** (treatment_authentic - 2)),
+            treatment=treatment, control=control, comparison=comparison,
+            prompt_sets=[PromptSetSummary(prompt_set="amapiano", prompts=["amapiano groove"], treatment=treatment,
+                                          control=control, comparison=comparison)],
             val_loss=val_loss, baseline_val_loss=3.0,
             provenance=Provenance(checkpoint_uri=f"{job.parameters['run_uri']}/checkpoints/step-000000010-end",
                                   checkpoint_sha256=SHA, code_version="test", dataset_manifest_sha256=SHA),

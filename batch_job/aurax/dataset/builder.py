@@ -40,7 +40,7 @@ from .download import RetryPolicy
 from .plan import DatasetPlan, TargetUnreachable, make_plan
 from .progress import PROGRESS_NAME, KeptClip, PrepareProgress, SkippedClip, load_progress, save_progress
 from .selection import Candidate, Ranking, describe_floor, min_clips, rank, tag_histogram, wanted_clips
-from .shards import MANIFEST_NAME, Clip, encode_shard, load_manifest, manifest_json, shard_name
+from .shards import MANIFEST_NAME, Clip, encode_shard, load_manifest, manifest_json, shard_intact, shard_name
 from .source import AudioStore, MtatSource
 from .stopping import StopCheck
 
@@ -178,11 +178,7 @@ def _complete_manifest(dataset_uri: str, fingerprint: str) -> DatasetManifest | 
     # A shard deleted or damaged after the fact would otherwise fail every training run while this job,
     # asked to fix it, reported "nothing to do". Reading them all costs seconds (~100 MB for 8,000 clips).
     for shard in manifest.shards:
-        try:
-            intact = hashlib.sha256(storage.read_bytes(join(dataset_uri, shard.name))).hexdigest() == shard.sha256
-        except storage.StorageError:
-            intact = False
-        if not intact:
+        if not shard_intact(dataset_uri, shard):
             log.warning("rebuilding: shard %s of %s is missing or does not match its manifest hash", shard.name,
                         dataset_uri)
             return None

@@ -11,7 +11,6 @@ The manifest, written last, still means "complete"; the progress record is delet
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any, Literal
 
@@ -22,6 +21,7 @@ from aurax_contracts.base import Contract
 from aurax_contracts.layout import join
 
 from .. import storage
+from .shards import shard_intact
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,7 @@ def load_progress(dataset_uri: str, fingerprint: str, shard_clips: int) -> Prepa
                     progress.shard_clips)
         return None
     for shard in progress.shards:
-        try:
-            intact = hashlib.sha256(storage.read_bytes(join(dataset_uri, shard.name))).hexdigest() == shard.sha256
-        except storage.StorageError:
-            intact = False
-        if not intact:
+        if not shard_intact(dataset_uri, shard):
             log.warning("starting over: shard %s listed in %s is missing or damaged", shard.name, uri)
             return None
     return progress

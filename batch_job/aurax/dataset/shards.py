@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
-from aurax_contracts import ContractError, DatasetManifest
+from aurax_contracts import ContractError, DatasetManifest, ShardInfo
 from aurax_contracts.layout import join
 
 from .. import storage
@@ -60,6 +60,14 @@ def decode_shard(data: bytes, name: str = "shard") -> list[Clip]:
         raise InputError(f"{name} is not a valid dataset shard ({exc}); re-run `aurax job prepare`") from exc
     return [Clip(int(clip_ids[i]), str(prompts[i]), codes[:, offsets[i]:offsets[i + 1]])
             for i in range(len(clip_ids))]
+
+
+def shard_intact(dataset_uri: str, shard: ShardInfo) -> bool:
+    """Whether the shard is present under `dataset_uri` with its recorded sha256 (read whole: ~12 MB a shard)."""
+    try:
+        return hashlib.sha256(storage.read_bytes(join(dataset_uri, shard.name))).hexdigest() == shard.sha256
+    except storage.StorageError:
+        return False
 
 
 def load_manifest(dataset_uri: str) -> tuple[DatasetManifest, str]:

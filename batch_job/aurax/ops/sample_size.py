@@ -162,7 +162,11 @@ def render_plan(plan: EvaluationPlan, config: RunConfig) -> list[str]:
     rules = config.decision
 
     def needed(clips: int | None) -> str:
-        return f"{clips} clips per arm" if clips is not None else "more than 10,000 clips per arm"
+        if clips is None:
+            return "more than 10,000 clips per arm"
+        if plan.prompt_set == "all":
+            return f"{clips} clips per arm"
+        return f"{clips} clips per arm ({config.evaluation.clips_in(plan.prompt_set, clips)} of '{plan.prompt_set}')"
 
     lines = [
         f"decision evaluation: {plan.clips_per_model} clips per arm of {config.evaluation.clip_seconds:g} s, "
