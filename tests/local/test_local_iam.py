@@ -44,6 +44,14 @@ def allow(action: str | list[str], resource: str = "*") -> dict[str, Any]:
     return {"Effect": "Allow", "Action": action, "Resource": resource}
 
 
+def customer_managed_key() -> str:
+    """A KMS key whose policy delegates to the account's IAM policies (the default key policy); its ARN."""
+    kms = boto3.client("kms", region_name=REGION)
+    return kms.create_key(Policy=json.dumps({"Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*",
+        "Resource": "*"}]}))["KeyMetadata"]["Arn"]
+
+
 def call(service: str, operation: str, **params: Any) -> Call:
     return Call(service, operation, params, REGION, "AKIAOPERATOR")
 
@@ -188,10 +196,7 @@ def test_a_job_container_acts_as_its_job_role(aws: None):
 
 def test_a_kms_encrypted_topic_needs_both_key_permissions_of_its_publisher(aws: None):
     with patched_moto():
-        kms = boto3.client("kms", region_name=REGION)
-        key = kms.create_key(Policy=json.dumps({"Statement": [{
-            "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*",
-            "Resource": "*"}]}))["KeyMetadata"]["Arn"]
+        key = customer_managed_key()
         sns = boto3.client("sns", region_name=REGION)
         topic = sns.create_topic(Name="alerts", Attributes={"KmsMasterKeyId": key})["TopicArn"]
         half = role("half", allow("sns:Publish", topic), allow("kms:GenerateDataKey", key))
@@ -218,10 +223,7 @@ def test_an_aws_managed_bucket_key_is_usable_through_s3(aws: None):
 
 def test_a_customer_managed_bucket_key_needs_the_callers_kms_permissions(aws: None):
     with patched_moto():
-        kms = boto3.client("kms", region_name=REGION)
-        key = kms.create_key(Policy=json.dumps({"Statement": [{
-            "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*",
-            "Resource": "*"}]}))["KeyMetadata"]["Arn"]
+        key = customer_managed_key()
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket="data")
         s3.put_bucket_encryption(Bucket="data", ServerSideEncryptionConfiguration={"Rules": [{

@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import pytest
 
@@ -25,6 +27,28 @@ def _installed():
         yield
 
 
+@contextmanager
+def invocation_running(context: Callable[[], AbstractContextManager[object]],
+                       body: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Holds an invocation open in its own thread (inside `context`, after `body`) while the block runs."""
+    inside, release = threading.Event(), threading.Event()
+
+    def invocation() -> None:
+        with context():
+            body()
+            inside.set()
+            release.wait(10)
+
+    lambda_thread = threading.Thread(target=invocation)
+    lambda_thread.start()
+    try:
+        assert inside.wait(10)
+        yield
+    finally:
+        release.set()
+        lambda_thread.join()
+
+
 def test_an_invocations_variables_are_seen_in_it_and_in_the_threads_it_starts():
     seen: dict[str, str | None] = {}
     with function_environment({NAME: "aurax-decide", "TABLE": "runs"}):
@@ -38,24 +62,11 @@ def test_an_invocations_variables_are_seen_in_it_and_in_the_threads_it_starts():
 
 
 def test_other_threads_and_subprocesses_never_see_an_invocations_variables():
-    inside, release = threading.Event(), threading.Event()
-
-    def invocation() -> None:
-        with function_environment({NAME: "aurax-decide"}):
-            inside.set()
-            release.wait(10)
-
-    lambda_thread = threading.Thread(target=invocation)
-    lambda_thread.start()
-    try:
-        assert inside.wait(10)
+    with invocation_running(lambda: function_environment({NAME: "aurax-decide"})):
         assert NAME not in os.environ and NAME not in dict(os.environ)
         child = subprocess.run([sys.executable, "-c", f"import os; print('{NAME}' in os.environ)"],
                                capture_output=True, text=True, check=True)
         assert child.stdout.strip() == "False"
-    finally:
-        release.set()
-        lambda_thread.join()
 
 
 def test_copying_the_environment_while_invocations_come_and_go_never_fails():
@@ -97,25 +108,15 @@ def test_writes_and_deletions_in_an_invocation_stay_in_it(monkeypatch):
 
 def test_only_an_invocations_own_output_goes_to_its_log_file(tmp_path, capsys):
     log = (tmp_path / "aurax-cost-ledger.log").open("w")
-    inside, release = threading.Event(), threading.Event()
 
-    def invocation() -> None:
-        with _LOG_ROUTER.to(log):
-            print("ledger: priced attempt 1")
-            worker = threading.Thread(target=lambda: print("ledger worker: done"))
-            worker.start()
-            worker.join()
-            inside.set()
-            release.wait(10)
+    def handler() -> None:
+        print("ledger: priced attempt 1")
+        worker = threading.Thread(target=lambda: print("ledger worker: done"))
+        worker.start()
+        worker.join()
 
-    lambda_thread = threading.Thread(target=invocation)
-    lambda_thread.start()
-    try:
-        assert inside.wait(10)
+    with invocation_running(lambda: _LOG_ROUTER.to(log), handler):
         print('{"run_id": "stop-1"}')  # the operator's command prints while the function runs
-    finally:
-        release.set()
-        lambda_thread.join()
     log.close()
     assert capsys.readouterr().out == '{"run_id": "stop-1"}\n'
     assert (tmp_path / "aurax-cost-ledger.log").read_text() == "ledger: priced attempt 1\nledger worker: done\n"
