@@ -188,6 +188,11 @@ def _value(name: str, value: float) -> str:
     return f"{value:.4g}"
 
 
+def set_in_report(decision: Decision) -> bool:
+    """Whether the report had the prompt set the decision counted (else its arms are the whole report's)."""
+    return decision.prompt_set == "all" or any(s.prompt_set == decision.prompt_set for s in decision.prompt_sets)
+
+
 def describe(decision: Decision) -> str:
     """The human message for SNS (and `aurax decide`)."""
     heading = (f"RE-DECISION (offline audit, not the run's announced decision) for run {decision.run_id}: "
@@ -198,9 +203,8 @@ def describe(decision: Decision) -> str:
     counts = (f"Treatment {t.authentic}/{t.clips} = {t.rate:.1%} authentic (Wilson 95% {t.wilson_low:.1%}-"
               f"{t.wilson_high:.1%}); control {k.authentic}/{k.clips} = {k.rate:.1%} ({k.wilson_low:.1%}-"
               f"{k.wilson_high:.1%}).")
-    counted = decision.prompt_set == "all" or any(s.prompt_set == decision.prompt_set for s in decision.prompt_sets)
     # Without the counted set, `decide` keeps the whole report's counts: say so rather than label them the set's.
-    lines += ["", f"Clips counted: prompt set '{decision.prompt_set}'. {counts}" if counted else
+    lines += ["", f"Clips counted: prompt set '{decision.prompt_set}'. {counts}" if set_in_report(decision) else
               f"Clips counted: prompt set '{decision.prompt_set}': none in the report. All clips: {counts}"]
     for s in decision.prompt_sets:
         lines.append(f"  prompt set {s.prompt_set}: treatment {s.treatment.authentic}/{s.treatment.clips} = "
