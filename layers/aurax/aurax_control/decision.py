@@ -44,7 +44,8 @@ def _counted(prompt_set: str) -> str:
 def missing_set(report: EvalReport, prompt_set: str) -> str:
     """Why the report has no clips of `prompt_set`, and how to re-decide it."""
     present = [s.prompt_set for s in report.prompt_sets]
-    has = (f"it has prompt set {' and '.join(present)}, so the run gave '{prompt_set}' no prompts" if present else
+    has = (f"it has prompt set {' and '.join(present)}: the run generated no '{prompt_set}' clips (the set had no "
+           "prompts, or evaluation.clips_per_model ended before them in the prompt cycle)" if present else
            "it has no per-prompt-set summaries (written before they existed)")
     others = "".join(f" (or {p})" for p in present)
     return (f"no clips of prompt set '{prompt_set}' in the evaluation report: {has}; re-decide with "
