@@ -125,7 +125,7 @@ def test_a_prompt_set_can_be_decided_on_its_own() -> None:
     assert {c.name for c in decision.failed} == {"authenticity", "beats_control"}
     absent = decide(report, 10.0, RunConfig(run_id="run-a", decision={"prompt_set": "in-distribution"}), T0)
     assert by_name(absent)["authenticity"].value is None
-    assert "no treatment clips of prompt set 'in-distribution'" in by_name(absent)["authenticity"].detail
+    assert "no clips of prompt set 'in-distribution'" in by_name(absent)["authenticity"].detail
     assert "prompt set amapiano: treatment 10/100" in describe(decision)
 
 
@@ -163,3 +163,32 @@ def test_a_no_go_tells_unlearnt_from_out_of_distribution_prompts() -> None:
     unlearnt = suggestions(AbortReason.NO_GO, None, None, None, _with_sets(tags=(11, 10), prose=(9, 10)))
     assert any("the model did not learn the target from this data" in s for s in unlearnt)
     assert not any("outside the captions" in s for s in unlearnt)
+
+
+def test_the_counted_prompt_set_is_named_in_every_criterion_and_message() -> None:
+    decision = decide(eval_report(authentic=45, control=15), 10.0, CONFIG, T0)
+    c = by_name(decision)
+    assert "treatment clips of prompt set 'amapiano' authentic" in c["authenticity"].detail
+    assert "pairs of prompt set 'amapiano'" in c["beats_control"].detail
+    everything = decide(eval_report(authentic=45, control=15), 10.0,
+                        RunConfig(run_id="run-a", decision={"prompt_set": "all"}), T0)
+    assert "treatment clips of all prompt sets authentic" in by_name(everything)["authenticity"].detail
+
+
+def test_a_report_without_the_counted_set_says_why_and_how_to_re_decide() -> None:
+    # A report written before per-prompt-set summaries existed, re-decided with today's default (amapiano).
+    old = eval_report(authentic=45, control=15).model_copy(update={"prompt_sets": []})
+    decision = decide(old, 10.0, CONFIG, T0, re_decision=True)
+    detail = by_name(decision)["authenticity"].detail
+    assert "no per-prompt-set summaries" in detail and "decision.prompt_set: all" in detail
+    assert "decision.prompt_set: all" in by_name(decision)["beats_control"].detail
+    # The whole-report counts shown beside it are not passed off as the missing set's.
+    message = describe(decision)
+    assert "Clips counted: prompt set 'amapiano'. Treatment" not in message
+    assert "prompt set 'amapiano': none in the report" in message
+    # A report whose run gave the set no prompts names the sets it has.
+    only_tags = eval_report(authentic=45, control=15)
+    only_tags = only_tags.model_copy(update={"prompt_sets": [only_tags.prompt_sets[0].model_copy(
+        update={"prompt_set": "in-distribution"})]})
+    detail = by_name(decide(only_tags, 10.0, CONFIG, T0))["authenticity"].detail
+    assert "it has prompt set in-distribution" in detail and "decision.prompt_set: all" in detail

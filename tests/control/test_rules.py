@@ -129,3 +129,21 @@ def test_abort_report_in_markdown_and_html() -> None:
 @pytest.mark.parametrize("reason", list(AbortReason))
 def test_every_abort_reason_has_advice(reason: AbortReason) -> None:
     assert report.suggestions(reason, None, None, None, None)
+
+
+def test_abort_report_names_the_prompt_set_the_decision_counted() -> None:
+    # The report's headline rates are over every clip; the decision counted the Amapiano set's 300 of them.
+    evaluation = eval_report(authentic=20)
+    decision = decide(evaluation, 42.5, CONFIG, T0)
+    sections = report.build_sections("run-a", AbortReason.NO_GO, "NO-GO", None, None, evaluation, decision, T0)
+    md = report.to_markdown("run-a", sections)
+    assert "counting prompt set 'amapiano' (300 clips per arm)" in md
+    assert "| Treatment authenticity (all clips) |" in md
+    # A re-decision of a report without that set advises re-deciding, not retraining.
+    missing = decide(evaluation.model_copy(update={"prompt_sets": []}), 42.5, CONFIG, T0)
+    md = report.to_markdown("run-a", report.build_sections("run-a", AbortReason.NO_GO, "NO-GO", None, None,
+                                                           evaluation, missing, T0))
+    assert "counting prompt set 'amapiano' (none in the report)" in md
+    advice = report.suggestions(AbortReason.NO_GO, None, None, evaluation, missing)
+    assert any("decision.prompt_set: all" in s for s in advice)
+    assert not any("proxy tags" in s or "more epochs" in s for s in advice)

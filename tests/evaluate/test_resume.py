@@ -155,3 +155,17 @@ def test_non_finite_generation_is_counted_per_arm_flagged_and_fails_the_decision
     assert report.baseline_val_loss == 3.6  # carried from the checkpoint manifest
     failed = {c.name for c in evaluation_criteria(report, config.decision) if not c.passed}
     assert "finite_audio" in failed
+
+
+def test_a_plain_path_run_uri_resumes_from_its_written_clips(tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    # `--run-uri ./runs/x` (no file:// scheme): the clips written by the first attempt must be found again,
+    # not read from "<eval uri>/file:///<eval uri>/clips/..." (exit 65).
+    config = tiny_config(run_id="path-run", clips=2)
+    run = _prepare(tmp_path, "path-run", config)
+    plain = {key: storage.parse_uri(uri).key if uri.startswith("file://") else uri for key, uri in run.items()}
+    assert not plain["run_uri"].startswith("file:")
+    assert main(_args(plain)) == 0
+    with caplog.at_level(logging.INFO, logger="aurax.evaluate.job"):
+        assert main(_args(plain)) == 0
+    assert "resuming: 4 of 4 clips already written" in caplog.text

@@ -53,7 +53,8 @@ def clip_key(arm: Arm, model_identity: str, spec: ClipSpec, settings: SamplingSe
 
 class ClipStore:
     def __init__(self, eval_uri: str) -> None:
-        self.eval_uri = eval_uri.rstrip("/")
+        # Normalised (a plain path becomes file://...) as storage.list_uris names what it finds.
+        self.eval_uri = storage.parse_uri(eval_uri).uri.rstrip("/")
 
     def finished(self, expected: dict[str, tuple[Arm, int]]) -> dict[tuple[Arm, int], ClipScore]:
         """The clips already written whose key is in `expected` (key -> (arm, index)), with their audio."""

@@ -36,31 +36,51 @@ def selected_group(report: EvalReport, prompt_set: str) -> GroupSummary | None:
     return next((s for s in report.prompt_sets if s.prompt_set == prompt_set), None)
 
 
-def authenticity(group: GroupSummary | None, rules: DecisionConfig, prompt_set: str) -> Criterion:
+def _counted(prompt_set: str) -> str:
+    """The clips a criterion counted, in words: `of prompt set 'amapiano'` or `of all prompt sets`."""
+    return "of all prompt sets" if prompt_set == "all" else f"of prompt set '{prompt_set}'"
+
+
+def missing_set(report: EvalReport, prompt_set: str) -> str:
+    """Why the report has no clips of `prompt_set`, and how to re-decide it."""
+    present = [s.prompt_set for s in report.prompt_sets]
+    has = (f"it has prompt set {' and '.join(present)}: the run generated no '{prompt_set}' clips (the set had no "
+           "prompts, or evaluation.clips_per_model ended before them in the prompt cycle)" if present else
+           "it has no per-prompt-set summaries (written before they existed)")
+    others = "".join(f" (or {p})" for p in present)
+    return (f"no clips of prompt set '{prompt_set}' in the evaluation report: {has}; re-decide with "
+            f"`aurax decide REPORT --config run.yaml` setting decision.prompt_set: all{others}")
+
+
+def authenticity(group: GroupSummary | None, rules: DecisionConfig, prompt_set: str,
+                 missing: str = "") -> Criterion:
+    """`missing`: why the report lacks `prompt_set`'s clips (the detail shown when `group` is None)."""
     threshold, confidence = rules.min_authenticity, rules.authenticity_confidence
     common = dict(name="authenticity", threshold=threshold, comparison=">=", confidence=confidence,
                   alpha=1 - confidence, test="exact one-sided binomial test (Clopper-Pearson lower bound)")
     if group is None or group.treatment.clips == 0:
         return Criterion(value=None, passed=False, **common,  # type: ignore[arg-type]
-                         detail=f"no treatment clips of prompt set '{prompt_set}' in the evaluation report")
+                         detail=missing or f"no treatment clips {_counted(prompt_set)} in the evaluation report")
     k, n = group.treatment.authentic, group.treatment.clips
     lower = clopper_pearson_lower(k, n, confidence)
     p_value = binomial_test_greater(k, n, threshold)
     passed = lower >= threshold
     return Criterion(
         value=k / n, passed=passed, interval=(lower, 1.0), p_value=p_value, **common,  # type: ignore[arg-type]
-        detail=f"{k}/{n} treatment clips authentic ({k / n:.1%}); its {confidence:.0%} lower bound {lower:.1%} "
-               f"{'clears' if passed else 'falls short of'} {threshold:.0%} (exact binomial p = {p_value:.3g})")
+        detail=f"{k}/{n} treatment clips {_counted(prompt_set)} authentic ({k / n:.1%}); its {confidence:.0%} "
+               f"lower bound {lower:.1%} {'clears' if passed else 'falls short of'} {threshold:.0%} "
+               f"(exact binomial p = {p_value:.3g})")
 
 
-def beats_control(group: GroupSummary | None, rules: DecisionConfig, prompt_set: str) -> Criterion:
+def beats_control(group: GroupSummary | None, rules: DecisionConfig, prompt_set: str,
+                  missing: str = "") -> Criterion:
     alpha = rules.improvement_alpha
     confidence = max(1 - alpha, _MIN_SHOWN_CONFIDENCE)
     common = dict(name="beats_control", threshold=0.0, comparison=">", confidence=confidence, alpha=alpha,
                   test="McNemar exact one-sided test on the matched pairs")
     if group is None or group.comparison.pairs == 0:
         return Criterion(value=None, passed=False, **common,  # type: ignore[arg-type]
-                         detail=f"no matched pairs of prompt set '{prompt_set}' in the evaluation report")
+                         detail=missing or f"no matched pairs {_counted(prompt_set)} in the evaluation report")
     c = group.comparison
     p_value = mcnemar_exact_greater(c.treatment_only, c.control_only)
     lower = paired_difference_lower(c.treatment_only, c.control_only, c.pairs, confidence)
@@ -69,8 +89,8 @@ def beats_control(group: GroupSummary | None, rules: DecisionConfig, prompt_set:
     return Criterion(
         value=difference, passed=passed, interval=(lower, 1.0), p_value=p_value, **common,  # type: ignore[arg-type]
         detail=f"treatment {group.treatment.authentic} vs control {group.control.authentic} authentic of "
-               f"{c.pairs} pairs with the same prompt and seed ({difference:+.1%}); {c.treatment_only} pairs "
-               f"only treatment, {c.control_only} only control; McNemar p = {p_value:.3g} "
+               f"{c.pairs} pairs {_counted(prompt_set)} with the same prompt and seed ({difference:+.1%}); "
+               f"{c.treatment_only} pairs only treatment, {c.control_only} only control; McNemar p = {p_value:.3g} "
                f"{'<=' if passed else '>'} {alpha:g}")
 
 
@@ -120,8 +140,9 @@ def cost(spend_usd: float | None, limit_usd: float) -> Criterion:
 
 def evaluation_criteria(report: EvalReport, rules: DecisionConfig) -> list[Criterion]:
     """Every criterion the evaluation report alone decides (all but cost), in the order shown."""
-    group = selected_group(report, rules.prompt_set)
-    criteria = [authenticity(group, rules, rules.prompt_set), beats_control(group, rules, rules.prompt_set),
+    group, prompt_set = selected_group(report, rules.prompt_set), rules.prompt_set
+    missing = missing_set(report, prompt_set) if group is None else ""
+    criteria = [authenticity(group, rules, prompt_set, missing), beats_control(group, rules, prompt_set, missing),
                 finite_audio(report, rules), val_loss(report, rules)]
     if rules.min_val_loss_improvement is not None:
         criteria.append(val_loss_improvement(report, rules.min_val_loss_improvement))
@@ -168,6 +189,11 @@ def _value(name: str, value: float) -> str:
     return f"{value:.4g}"
 
 
+def set_in_report(decision: Decision) -> bool:
+    """Whether the report had the prompt set the decision counted (else its arms are the whole report's)."""
+    return decision.prompt_set == "all" or any(s.prompt_set == decision.prompt_set for s in decision.prompt_sets)
+
+
 def describe(decision: Decision) -> str:
     """The human message for SNS (and `aurax decide`)."""
     heading = (f"RE-DECISION (offline audit, not the run's announced decision) for run {decision.run_id}: "
@@ -175,10 +201,12 @@ def describe(decision: Decision) -> str:
     lines = [f"{heading}{decision.outcome} at the {decision.point} point (epoch {decision.epoch}).", ""]
     lines += [f"  {criterion_line(c)}" for c in decision.criteria]
     t, k = decision.treatment, decision.control
-    lines += ["",
-              f"Clips counted: prompt set '{decision.prompt_set}'. Treatment {t.authentic}/{t.clips} = {t.rate:.1%} "
-              f"authentic (Wilson 95% {t.wilson_low:.1%}-{t.wilson_high:.1%}); control {k.authentic}/{k.clips} = "
-              f"{k.rate:.1%} ({k.wilson_low:.1%}-{k.wilson_high:.1%})."]
+    counts = (f"Treatment {t.authentic}/{t.clips} = {t.rate:.1%} authentic (Wilson 95% {t.wilson_low:.1%}-"
+              f"{t.wilson_high:.1%}); control {k.authentic}/{k.clips} = {k.rate:.1%} ({k.wilson_low:.1%}-"
+              f"{k.wilson_high:.1%}).")
+    # Without the counted set, `decide` keeps the whole report's counts: say so rather than label them the set's.
+    lines += ["", f"Clips counted: prompt set '{decision.prompt_set}'. {counts}" if set_in_report(decision) else
+              f"Clips counted: prompt set '{decision.prompt_set}': none in the report. All clips: {counts}"]
     for s in decision.prompt_sets:
         lines.append(f"  prompt set {s.prompt_set}: treatment {s.treatment.authentic}/{s.treatment.clips} = "
                      f"{s.treatment.rate:.1%}, control {s.control.authentic}/{s.control.clips} = "

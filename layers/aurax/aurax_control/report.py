@@ -11,7 +11,7 @@ from datetime import datetime
 
 from aurax_contracts import AbortReason, CostLedger, Decision, EvalReport, RunState
 
-from .decision import criterion_line
+from .decision import criterion_line, set_in_report
 
 SIGNIFICANCE = 0.05
 
@@ -77,7 +77,11 @@ def _no_go_advice(decision: Decision) -> list[str]:
     sets = {s.prompt_set: s for s in decision.prompt_sets}
     tags, prose = sets.get("in-distribution"), sets.get("amapiano")
     for c in decision.failed:
-        if c.name == "authenticity":
+        if c.name in ("authenticity", "beats_control") and c.value is None:
+            # The counted prompt set is not in the report: nothing about the model follows, only how to re-decide.
+            if c.detail not in out:
+                out.append(c.detail)
+        elif c.name == "authenticity":
             significant = decision.comparison.p_value < SIGNIFICANCE
             out.append(f"Authenticity {_num(c.value, '.1%')} does not clear {c.threshold:.0%} with confidence "
                        f"({c.detail})" + ("; the gain over the base model is significant, so more epochs on the "
@@ -140,16 +144,19 @@ def build_sections(run_id: str, reason: AbortReason, detail: str, state: RunStat
                          f"${a.cost_usd:.2f} at ${a.usd_per_hour:.3f}/h ({a.price_source})" for a in ledger.attempts]
         sections.append(spend)
     if decision is not None:
-        sections.append(Section("Decision", paragraphs=[f"{decision.outcome} at the {decision.point} point."],
+        clips = f"{decision.treatment.clips} clips per arm" if set_in_report(decision) else "none in the report"
+        counted = f"counting prompt set '{decision.prompt_set}' ({clips})"
+        sections.append(Section("Decision", paragraphs=[f"{decision.outcome} at the {decision.point} point, "
+                                                        f"{counted}."],
                                 bullets=[criterion_line(c) for c in decision.criteria] + decision.flags))
     if report is not None:
         t, k = report.treatment, report.control
         sections.append(Section("Evaluation", table=[
             ("Point / epoch", f"{report.point} / {report.epoch}"),
-            ("Treatment authenticity",
+            ("Treatment authenticity (all clips)",
              f"{t.authentic}/{t.clips} = {t.rate:.1%} (95% CI {t.wilson_low:.1%}-{t.wilson_high:.1%})"),
-            ("Control authenticity", f"{k.authentic}/{k.clips} = {k.rate:.1%}"),
-            ("Paired difference, p (McNemar exact, one-sided)",
+            ("Control authenticity (all clips)", f"{k.authentic}/{k.clips} = {k.rate:.1%}"),
+            ("Paired difference, p (McNemar exact, one-sided; all clips)",
              f"{report.comparison.difference:+.1%} ({report.comparison.treatment_only} pairs only treatment, "
              f"{report.comparison.control_only} only control), p = {report.comparison.p_value:.3g}"),
             *((f"Prompt set {s.prompt_set}", f"treatment {s.treatment.authentic}/{s.treatment.clips} = "
