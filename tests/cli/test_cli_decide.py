@@ -78,3 +78,23 @@ def test_bad_input_is_refused_clearly(aurax, report_json, tmp_path: Path) -> Non
     garbage.write_text("hello")
     unreadable = aurax("decide", str(garbage))
     assert unreadable.code == JobExit.BAD_INPUT and "reads (Invalid JSON" in unreadable.err
+
+
+def test_without_config_a_report_in_its_run_is_decided_with_the_runs_own_config(aurax, run_yaml,
+                                                                                   tmp_path: Path) -> None:
+    """An audit of an older run must apply the settings it was decided with, not today's defaults."""
+    from aurax_contracts import RunConfig
+
+    run = tmp_path / "runs" / "run-a"
+    report = run / "eval" / "decision" / "report.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(eval_report(authentic=40, control=10).model_dump_json())
+    assert json.loads(aurax("decide", str(report), "--spend", "1", "--json").out)["outcome"] == "GO"
+    stricter = RunConfig.model_validate({"run_id": "run-a", "decision": {"min_authenticity": 0.4}})
+    (run / "config.json").write_text(stricter.model_dump_json())
+    result = aurax("decide", str(report), "--spend", "1", "--json")
+    assert json.loads(result.out)["outcome"] == "NO-GO"
+    assert f"deciding with the run's own config {run / 'config.json'}" in result.err
+    given = run_yaml("run_id: run-a\ndecision: {min_authenticity: 0.3}\n")
+    assert json.loads(aurax("decide", str(report), "--spend", "1", "--json", "--config", given).out)[
+        "outcome"] == "GO"  # --config wins over the run's own

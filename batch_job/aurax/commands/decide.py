@@ -24,10 +24,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("report", metavar="REPORT", help="the evaluation's report.json (a path or s3:// URI)")
     parser.add_argument("--config", metavar="URI", help="run config whose decision settings apply "
-                        "(default: the defaults)")
+                        "(default: the run's config.json beside the report's eval/ folder, else the defaults)")
     parser.add_argument("--spend", type=float, metavar="USD", help="spend so far, for the cost criterion")
     parser.add_argument("--json", action="store_true", help="print the Decision as JSON")
     parser.set_defaults(handler=run)
+
+
+def run_config_beside(report_uri: str, point: str) -> str | None:
+    """The `config.json` of the run a report sits in (`{run}/eval/{point}/report.json`), when it is there: an
+    audit re-decides with the settings the run was decided with, not with today's defaults."""
+    from aurax_contracts.layout import join
+
+    from .. import storage
+
+    suffix = f"/eval/{point}/report.json"
+    if not report_uri.endswith(suffix):
+        return None
+    config_uri = join(report_uri.removesuffix(suffix), "config.json")
+    return config_uri if storage.exists(config_uri) else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,8 +70,16 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.report} is not an evaluation report this version reads ({reason}); "
                          "give the report.json `aurax job evaluate` wrote, or evaluate again with this "
                          "version") from exc
-    config = parse_run_config(storage.read_text(args.config), args.config) if args.config else \
-        RunConfig(run_id=report.run_id)
+    config_uri = args.config or run_config_beside(args.report, report.point)
+    if config_uri is not None:
+        config = parse_run_config(storage.read_text(config_uri), config_uri)
+        if not args.config:
+            print(f"aurax: note: deciding with the run's own config {config_uri} (--config to change it)",
+                  file=sys.stderr)
+    else:
+        config = RunConfig(run_id=report.run_id)
+        print("aurax: note: no --config and no run config beside the report: deciding with the defaults",
+              file=sys.stderr)
     if config.run_id != report.run_id:
         print(f"aurax: note: the config is run {config.run_id}'s, the report run {report.run_id}'s",
               file=sys.stderr)
