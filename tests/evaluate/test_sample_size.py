@@ -65,10 +65,10 @@ def test_clips_needed_for_the_authenticity_test_stay_enough_above_it() -> None:
     assert power(148) >= 0.8 > power(152)
     needed = clips_needed(power, 0.8, stable=True)
     assert needed == 165 and all(power(n) >= 0.8 for n in range(needed, 2 * needed + 1))
-    # Through the default config: 600 clips per arm cycle 4 Amapiano and 4 tag prompts, so 165 Amapiano clips
-    # need 329 per arm (300 per arm give only 152 of them).
+    # Through the default config: clips cycle 12 Amapiano and 12 tag prompts, so 165 Amapiano clips need 321 per
+    # arm (13 full cycles, 156, and the first 9 of a 14th).
     plan = evaluation_plan(RunConfig(run_id="est-1"))
-    assert plan.clips_for_authenticity == 329
+    assert plan.clips_for_authenticity == 321
 
 
 def test_default_evaluation_is_powered_and_costed() -> None:
@@ -86,7 +86,8 @@ def test_default_evaluation_is_powered_and_costed() -> None:
 
 def test_the_power_is_that_of_the_decisions_prompt_set() -> None:
     config = RunConfig.model_validate({"run_id": "est-1", "evaluation": {"clips_per_model": 100}})
-    # 4 Amapiano then 4 tag-style prompts cycle: 12 full cycles and the first 4 of a 13th are Amapiano clips.
+    # 12 Amapiano then 12 tag-style prompts cycle: 4 full cycles (48 of each) and the first 4 of a 5th are
+    # Amapiano clips.
     assert config.evaluation.clips_in("amapiano") == 52 and config.evaluation.clips_in("in-distribution") == 48
     plan = evaluation_plan(config)
     assert plan.decision_clips == 52

@@ -93,7 +93,8 @@ class GeneratedClip:
 
 
 def clip_specs(evaluation: EvaluationConfig) -> list[ClipSpec]:
-    """`clips_per_model` clips: prompts cycled (both sets interleaved by index), seed = evaluation.seed + index."""
+    """`clips_per_model` clips: prompts cycled (`EvaluationConfig.prompt_cycle`: the Amapiano set, then the
+    tag-style set), seed = evaluation.seed + index."""
     cycle = evaluation.prompt_cycle()
     return [ClipSpec(i, *cycle[i % len(cycle)], evaluation.seed + i) for i in range(evaluation.clips_per_model)]
 

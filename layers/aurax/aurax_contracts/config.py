@@ -64,11 +64,22 @@ DEFAULT_EXCLUDE_TAGS: list[str] = [
     "classical", "clasical", "opera", "choir", "choral", "harpsichord", "harpsicord", "no beat", "no drums",
     "baroque", "medieval", "chant", "violin", "strings",
 ]
+#: Amapiano evaluation prompts in prose, the way the mission asks for the genre. Twelve of them, so that the
+#: decision's 300 Amapiano clips are 25 seeds of each: its verdict is about Amapiano prompts, not about a few
+#: sentences (clips of one prompt are not independent draws of "Amapiano on request").
 DEFAULT_PROMPTS: list[str] = [
     "amapiano groove at 112 bpm with deep log drum bassline, rolling shakers and jazzy piano chords",
     "south african amapiano, soulful keys, log drum slides, sparse kick, 16th note shakers",
     "deep house influenced amapiano with woody log drums and minor ninth piano chords",
     "private school amapiano, mellow rhodes, warm pads, log drum, shaker groove, 110 bpm",
+    "amapiano with a bouncing log drum bass, off-beat hi-hats, vocal chops and gospel piano stabs",
+    "dark amapiano at 113 bpm, heavy log drum, filtered synth pads, rimshots and sparse shakers",
+    "soulful amapiano with saxophone lead, jazzy electric piano, log drum and open hi-hats",
+    "amapiano dance track, punchy log drum pattern, congas, shakers, airy female vocal pads",
+    "laid-back amapiano, lush chords, walking log drum bassline, soft kick, crisp shakers, 108 bpm",
+    "johannesburg amapiano party groove, big log drum hits, whistles, claps and piano riffs",
+    "minimal amapiano with a deep sub log drum, tight percussion loop and a hypnotic synth lead",
+    "amapiano with kwaito influence, chanted vocals, log drum bass, shaker and tambourine groove",
 ]
 #: In-distribution evaluation prompts: written the way the training captions are built from MagnaTagATune tags
 #: (`aurax/dataset/selection.py`: the clip's proxy tags by weight, then its other tags), from tags the default
@@ -78,6 +89,14 @@ DEFAULT_TAG_PROMPTS: list[str] = [
     "house, tribal, bass, jazzy, drums, repetitive",
     "house, bongos, deep, percussion, electronic, fast",
     "house, dance, deep, jazzy, piano, synth",
+    "house, bass, deep, beats, funky, slow",
+    "house, tribal, percussion, drums, world, ambient",
+    "house, bass, jazzy, electronic, piano, soft",
+    "house, dance, techno, beat, repetitive, synth",
+    "house, tribal, bongos, percussion, beat, world",
+    "house, deep, jazzy, beat, piano, funky",
+    "house, bass, dance, drums, electronic, loud",
+    "house, deep, percussion, repetitive, synth, ambient",
 ]
 
 
