@@ -54,6 +54,15 @@ def test_bad_field_names_the_field_and_the_fix(text: str, field: str, fix: str) 
     assert fix in message
 
 
+def test_a_rule_across_fields_says_its_own_fix_without_pydantics_wrapping() -> None:
+    with pytest.raises(ContractError) as caught:
+        parse_run_config("run_id: r-1\nevaluation: {prompts: []}")
+    (problem,) = caught.value.problems
+    assert problem.startswith("(document): decision.prompt_set 'amapiano' gets no evaluation clips")
+    assert problem.endswith("or set decision.prompt_set: all")  # the fix, with nothing after it
+    assert "Value error" not in problem
+
+
 def test_decision_epoch_after_total_is_rejected() -> None:
     with pytest.raises(ContractError, match="decision_epoch .* is after total_epochs"):
         parse_run_config("run_id: r-1\ntraining: {total_epochs: 3, decision_epoch: 5}")

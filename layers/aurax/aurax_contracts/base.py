@@ -54,8 +54,6 @@ def _fix_hint(error: dict[str, Any], model: type[BaseModel] | None, loc: tuple[A
         return f"match the pattern {ctx.get('pattern')}"
     if kind in ("too_short", "too_long"):
         return "change the number of items"
-    if kind == "value_error":
-        return "see the message"
     return f"give a valid {kind.split('_')[0]}"
 
 
@@ -74,12 +72,16 @@ def _known_fields(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[s
 
 
 def describe_validation_error(what: str, error: ValidationError, model: type[BaseModel] | None = None) -> ContractError:
-    """Turn a pydantic error into one line per problem: `field.path: message (got X); fix: hint`."""
+    """Turn a pydantic error into one line per problem: `field.path: message (got X); fix: hint` (a validator's
+    own message, which names its fix, stands alone)."""
     problems = []
     for item in error.errors(include_url=False):
         loc = tuple(item["loc"])
         path = ".".join(str(p) for p in loc) or "(document)"
         got = item.get("input")
         shown = "" if item["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r:.60})"
-        problems.append(f"{path}: {item['msg']}{shown}; fix: {_fix_hint(item, model, loc)}")
+        if item["type"] == "value_error":  # our own validators' messages say what to change
+            problems.append(f"{path}: {item['msg'].removeprefix('Value error, ')}{shown}")
+        else:
+            problems.append(f"{path}: {item['msg']}{shown}; fix: {_fix_hint(item, model, loc)}")
     return ContractError(what, problems)

@@ -11,7 +11,7 @@ import yaml
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from .base import Contract, ContractError, describe_validation_error
-from .evaluation import PromptSet
+from .evaluation import DecisionPromptSet, PromptSet
 from .layout import LocationError, parse_location
 
 #: The model the mission fine-tunes.
@@ -26,8 +26,6 @@ TINY_MODEL_ID = "aurax/tiny-random-musicgen"
 #: Where MagnaTagATune is published.
 MTAT_BASE_URL = "https://mirg.city.ac.uk/datasets/magnatagatune/"
 
-#: The clips a decision counts: one prompt set, or all of them.
-DecisionPromptSet = Literal["all", "amapiano", "in-distribution"]
 RunId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$",
                              description="lower-case letters, digits and '-', 3-63 characters")]
 Tag = Annotated[str, Field(min_length=1, max_length=40)]

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field
 
 from .base import Contract
-from .evaluation import ArmSummary, Comparison, PromptSetSummary, Provenance
+from .evaluation import ArmSummary, Comparison, DecisionPromptSet, PromptSetSummary, Provenance
 
 CriterionName = Literal["authenticity", "beats_control", "finite_audio", "cost", "val_loss",
                         "val_loss_improvement"]
@@ -42,8 +42,9 @@ class Decision(Contract):
     """Epochs fully trained when the decision was taken (from the evaluation report)."""
     outcome: Literal["GO", "NO-GO"]
     criteria: list[Criterion] = Field(min_length=1)
-    prompt_set: Literal["all", "amapiano", "in-distribution"] = "all"
-    """Which evaluation clips the authenticity criteria counted (`decision.prompt_set`)."""
+    prompt_set: DecisionPromptSet = "all"
+    """Which evaluation clips the authenticity and beats-control criteria counted (`decision.prompt_set`; records
+    from before the setting existed counted all)."""
     treatment: ArmSummary
     control: ArmSummary
     comparison: Comparison

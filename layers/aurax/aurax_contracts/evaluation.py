@@ -18,6 +18,8 @@ Arm = Literal["treatment", "control"]
 PromptSet = Literal["amapiano", "in-distribution"]
 """`amapiano`: prose prompts describing the target genre (`evaluation.prompts`); `in-distribution`: prompts in
 the MagnaTagATune tag style the model was fine-tuned on (`evaluation.tag_prompts`)."""
+DecisionPromptSet = Literal["all", PromptSet]
+"""The clips a decision counts: one prompt set, or all of them."""
 Score = Annotated[float, Field(ge=0, le=100)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 Count = Annotated[int, Field(ge=0)]
