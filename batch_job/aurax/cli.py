@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -21,6 +23,7 @@ from aurax_contracts import ContractError, JobExit
 
 from . import commands
 from .errors import InputError
+from .interrupts import hold_sigterm_until_watched
 from .storage import StorageError
 
 EPILOG = """exit codes: 0 ok, 1 unexpected error, 64 bad config or arguments, 65 bad input data,
@@ -44,12 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if "AWS_BATCH_JOB_ID" in os.environ:  # a Batch job's container: this process is its PID 1
+        hold_sigterm_until_watched()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # inside the try: a reader that went away (`| head`) is seen here
+        return code
+    except BrokenPipeError:
+        # The reader of our output closed it: stop quietly (Python docs, signal module, "Note on SIGPIPE");
+        # stdout goes to devnull so that the interpreter's final flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except ContractError as exc:
         print(f"aurax: {exc}", file=sys.stderr)
         return JobExit.BAD_CONFIG

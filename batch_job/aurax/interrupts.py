@@ -121,6 +121,17 @@ CAUSE_CODES: dict[Cause | None, int] = {None: 0, Cause.SIGTERM: 1, Cause.SPOT_NO
 CODE_CAUSES = {code: cause for cause, code in CAUSE_CODES.items()}
 
 
+_EARLY_SIGTERM = threading.Event()
+
+
+def hold_sigterm_until_watched() -> None:
+    """Record a SIGTERM that arrives before a job's `InterruptWatch` starts (its imports of torch and
+    transformers take seconds), for the watch to act on when it starts. As the container's PID 1 the job would
+    otherwise never see it: the kernel drops signals PID 1 has no handler for, so the job ran on until ECS
+    killed it at the stop timeout, losing the work since its last checkpoint."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: _EARLY_SIGTERM.set())
+
+
 class InterruptWatch:
     """Collects stop causes from a signal handler, a spot-notice thread and stop-request checks."""
 
@@ -190,6 +201,8 @@ class InterruptWatch:
     # ---- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
         self._previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+        if _EARLY_SIGTERM.is_set():
+            self._on_sigterm(signal.SIGTERM, None)
         if self.imds is not None:
             self._thread = threading.Thread(target=self._poll_spot, name="spot-notice", daemon=True)
             self._thread.start()
