@@ -203,3 +203,19 @@ def test_extending_a_run_whose_schedule_has_ended_is_refused_not_trained_at_zero
         assert "allow_schedule_change: true to decay" not in str(err.value)
     late, note = resume_schedule(three, six, 299, allow_change=True)
     assert note and lr_factor(late, 299) == pytest.approx(lr_factor(three, 299)) and lr_factor(late, 299) > 0
+
+
+@pytest.mark.parametrize("cap", ["abc", "0", "-4", "nan", "inf"])
+def test_a_memory_cap_that_is_not_a_positive_size_is_a_bad_setting_not_a_crash(cap: str,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from aurax.train.plan import memory_budget
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=16 * GIB))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (int(10.5 * GIB), 16 * GIB))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device: 5 * GIB)
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, device: None)
+    monkeypatch.setenv("AURAX_GPU_MEMORY_GIB", cap)
+    with pytest.raises(ContractError, match=r"(?s)AURAX_GPU_MEMORY_GIB.*positive number of GiB.*unset it"):
+        memory_budget(torch.device("cuda", 0))
