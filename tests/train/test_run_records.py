@@ -102,6 +102,21 @@ def test_a_finished_run_is_not_extended_at_zero_learning_rate(baseline, tmp_path
     assert not [r for r in records(paths) if isinstance(r, TrainStep) and r.step > 9]
 
 
+def test_a_checkpoint_that_cannot_be_written_exits_75_for_a_retry_and_the_retry_loses_nothing(make_run, baseline,
+                                                                                              monkeypatch) -> None:
+    """S3 failing a regular save (after boto3's own retries) is a transient fault of a weeks-long run: exit 75,
+    which Batch retries, not 65 ("bad input"), which ends the run. The retry resumes from the last good
+    checkpoint and trains the same run."""
+    paths = make_run()
+    monkeypatch.setenv("AURAX_FAULT_SAVE_FAILS_AT_STEP", "4")
+    assert main(train_argv(paths, until=3)) == JobExit.INTERRUPTED
+    assert latest_checkpoint(paths).manifest.step == 3
+    monkeypatch.delenv("AURAX_FAULT_SAVE_FAILS_AT_STEP")
+    assert main(train_argv(paths, until=3)) == JobExit.SUCCEEDED
+    assert step_losses(paths) == baseline["losses"]
+    assert_same_weights(latest_checkpoint(paths).load_tensors(), baseline["weights"])
+
+
 def test_a_finite_loss_no_record_can_hold_exits_76_not_1(make_run, monkeypatch) -> None:
     paths = make_run()
     monkeypatch.setenv("AURAX_FAULT_LOSS_AT_STEP", "3:2.5e6")

@@ -3,8 +3,8 @@
 Exit codes: 0 trained to --until-epoch (or already there); 64 bad config, a checkpoint from another
 setup, or training.total_epochs changed on resume without training.allow_schedule_change (or after the
 schedule ended: a finished run is not extended); 65 dataset or URI unreadable/corrupt; 75 interrupted after
-an emergency checkpoint (run the same command again); 76 diverged (last good checkpoint kept); 77 stopped by
-the budget guard.
+an emergency checkpoint, or a checkpoint could not be written (run the same command again: it resumes from
+the last good one); 76 diverged (last good checkpoint kept); 77 stopped by the budget guard.
 """
 
 from __future__ import annotations
