@@ -22,10 +22,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _non_negative_float(text: str) -> float:
+#: The longest metrics flush period: heartbeats (the idle watch's evidence of progress) go out at this period.
+MAX_FLUSH_SECONDS = 600.0
+
+
+def _flush_seconds(text: str) -> float:
     value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
+    if not 0 <= value <= MAX_FLUSH_SECONDS:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and {MAX_FLUSH_SECONDS:g} seconds (heartbeats "
+                                         "go out at this period, and the idle watch needs them)")
     return value
 
 
@@ -43,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--work-dir", metavar="DIR", help="local scratch (dataset cache, checkpoint staging)")
     parser.add_argument("--checkpoint-every-steps", type=_positive_int, metavar="N",
                         help="also checkpoint every N optimizer steps (overrides checkpoint.interval_steps)")
-    parser.add_argument("--metrics-flush-seconds", type=_non_negative_float, default=60.0, metavar="S",
+    parser.add_argument("--metrics-flush-seconds", type=_flush_seconds, default=60.0, metavar="S",
                         help="write at most one metrics object per S seconds (default 60)")
     parser.set_defaults(handler=handle)
 
