@@ -30,8 +30,9 @@ def choices(section: type, field: str) -> tuple:
     return typing.get_args(section.model_fields[field].annotation)
 
 
-def config(**model: object) -> RunConfig:
-    return RunConfig.model_validate({"run_id": "walk", "model": {"model_id": TINY_MODEL_ID, **model}})
+def config(training: dict[str, object] | None = None, **model: object) -> RunConfig:
+    return RunConfig.model_validate({"run_id": "walk", "model": {"model_id": TINY_MODEL_ID, **model},
+                                     "training": training or {}})
 
 
 def train_one_step(run: RunConfig, checkpointing: bool, precision: Precision, dropped: bool = True,
@@ -40,6 +41,9 @@ def train_one_step(run: RunConfig, checkpointing: bool, precision: Precision, dr
     model = load_configured_musicgen(run.model)
     make_trainable(model, run)
     (enable_activation_checkpointing if checkpointing else disable_activation_checkpointing)(model.decoder)
+    if run.training.compile:  # as the training loop compiles: each decoder layer on its own
+        for layer in model.decoder.model.decoder.layers:
+            layer.compile()
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-3)
@@ -74,9 +78,11 @@ def test_each_attention_value_applies_to_decoder_and_text_encoder_and_keeps_enco
     *[("finetune", v) for v in choices(ModelConfig, "finetune")],
     *[("activation_checkpointing", v) for v in choices(TrainingConfig, "activation_checkpointing")],
     ("decoder_dropout", 0.3),
+    *[("compile", v) for v in (False, True)],
 ])
 def test_every_value_the_config_accepts_loads_and_trains_a_step(field: str, value: object) -> None:
-    run = config(**({field: value} if field in ModelConfig.model_fields else {}))
+    in_model = field in ModelConfig.model_fields
+    run = config({} if in_model else {field: value}, **({field: value} if in_model else {}))
     checkpointing = field == "activation_checkpointing" and value == "on"
     loss, finite = train_one_step(run, checkpointing, resolve_precision(run.model.precision, torch.device("cpu")))
     assert finite and 3.0 < loss < 5.5

@@ -138,6 +138,18 @@ def test_until_epoch_beyond_total_epochs_exits_64(make_run, no_imds, capsys) -> 
     assert "--until-epoch" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("seconds", ["nan", "inf", "1e300", "-1"])
+def test_a_metrics_flush_period_that_is_not_a_sane_duration_is_refused_before_anything_runs(
+        make_run, no_imds, capsys, seconds: str) -> None:
+    """NaN flushed on every record; inf (or any period beyond threading's timeout) killed the heartbeat thread
+    with an OverflowError, and the idle watch would then terminate a healthy job."""
+    paths = make_run()
+    with pytest.raises(SystemExit) as exit_info:
+        main([*train_argv(paths, 1)[:-2], "--metrics-flush-seconds", seconds])
+    assert exit_info.value.code == 2
+    assert "--metrics-flush-seconds" in capsys.readouterr().err and not paths["run"].exists()
+
+
 def test_checkpoint_from_another_setup_is_refused_with_exit_64_naming_the_difference(make_run, no_imds,
                                                                                      capsys) -> None:
     paths = make_run()

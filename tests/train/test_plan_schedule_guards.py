@@ -188,3 +188,34 @@ def test_the_memory_budget_leaves_out_memory_this_process_cannot_reach(monkeypat
     assert memory_budget(cuda) == 15.5 * GIB  # 0.5 GiB of context
     monkeypatch.setenv("AURAX_GPU_MEMORY_GIB", "12")
     assert memory_budget(cuda) == 12 * GIB and fractions == [12 / 16]
+
+
+def test_extending_a_run_whose_schedule_has_ended_is_refused_not_trained_at_zero_learning_rate() -> None:
+    """After the last step of a 3-epoch run the cosine is at zero: "decaying from the current learning rate"
+    would train every added epoch at a learning rate of 0 (GPU hours that change no weight). Refused, with what
+    to do, whether or not the change is allowed; an extension just before the end still continues."""
+    three = planned_schedule(tiny_config(total_epochs=3, warmup_steps=10).training, steps_per_epoch=100)
+    six = planned_schedule(tiny_config(total_epochs=6, warmup_steps=10).training, steps_per_epoch=100)
+    assert lr_factor(three, 300) == 0.0
+    for allow in (True, False):
+        with pytest.raises(ContractError, match=r"already ended at step 300.*learning rate is 0.*new run_id") as err:
+            resume_schedule(three, six, 300, allow_change=allow)
+        assert "allow_schedule_change: true to decay" not in str(err.value)
+    late, note = resume_schedule(three, six, 299, allow_change=True)
+    assert note and lr_factor(late, 299) == pytest.approx(lr_factor(three, 299)) and lr_factor(late, 299) > 0
+
+
+@pytest.mark.parametrize("cap", ["abc", "0", "-4", "nan", "inf"])
+def test_a_memory_cap_that_is_not_a_positive_size_is_a_bad_setting_not_a_crash(cap: str,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from aurax.train.plan import memory_budget
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=16 * GIB))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (int(10.5 * GIB), 16 * GIB))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device: 5 * GIB)
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, device: None)
+    monkeypatch.setenv("AURAX_GPU_MEMORY_GIB", cap)
+    with pytest.raises(ContractError, match=r"(?s)AURAX_GPU_MEMORY_GIB.*positive number of GiB.*unset it"):
+        memory_budget(torch.device("cuda", 0))

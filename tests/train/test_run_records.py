@@ -85,6 +85,38 @@ def test_a_changed_run_length_is_refused_unless_allowed_and_then_continues_witho
     assert schedule.total_steps == 18 and len(schedule.segments) == 1 and schedule.segments[0].start_step == 3
 
 
+def test_a_finished_run_is_not_extended_at_zero_learning_rate(baseline, tmp_path: Path, capsys) -> None:
+    """The finished 3-epoch run (its cosine at zero) resumed with 6 epochs and the change allowed: refused with
+    exit 64 before anything trains, instead of 9 steps at a learning rate of 0."""
+    import shutil
+
+    done = baseline["paths"]
+    paths = {"config": tmp_path / "config.json", "run": tmp_path / "run", "dataset": done["dataset"],
+             "work": tmp_path / "work"}
+    shutil.copytree(done["run"], paths["run"])
+    paths["config"].write_text(tiny_config(total_epochs=6, allow_schedule_change=True).model_dump_json())
+    capsys.readouterr()
+    assert main(train_argv(paths, until=6, every=None)) == JobExit.BAD_CONFIG
+    assert "already ended at step 9" in capsys.readouterr().err
+    assert latest_checkpoint(paths).manifest.step == 9
+    assert not [r for r in records(paths) if isinstance(r, TrainStep) and r.step > 9]
+
+
+def test_a_checkpoint_that_cannot_be_written_exits_75_for_a_retry_and_the_retry_loses_nothing(make_run, baseline,
+                                                                                              monkeypatch) -> None:
+    """S3 failing a regular save (after boto3's own retries) is a transient fault of a weeks-long run: exit 75,
+    which Batch retries, not 65 ("bad input"), which ends the run. The retry resumes from the last good
+    checkpoint and trains the same run."""
+    paths = make_run()
+    monkeypatch.setenv("AURAX_FAULT_SAVE_FAILS_AT_STEP", "4")
+    assert main(train_argv(paths, until=3)) == JobExit.INTERRUPTED
+    assert latest_checkpoint(paths).manifest.step == 3
+    monkeypatch.delenv("AURAX_FAULT_SAVE_FAILS_AT_STEP")
+    assert main(train_argv(paths, until=3)) == JobExit.SUCCEEDED
+    assert step_losses(paths) == baseline["losses"]
+    assert_same_weights(latest_checkpoint(paths).load_tensors(), baseline["weights"])
+
+
 def test_a_finite_loss_no_record_can_hold_exits_76_not_1(make_run, monkeypatch) -> None:
     paths = make_run()
     monkeypatch.setenv("AURAX_FAULT_LOSS_AT_STEP", "3:2.5e6")

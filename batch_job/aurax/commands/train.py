@@ -1,9 +1,10 @@
 """`aurax job train`: fine-tune MusicGen on a prepared dataset until an epoch, resuming from checkpoints.
 
 Exit codes: 0 trained to --until-epoch (or already there); 64 bad config, a checkpoint from another
-setup, or training.total_epochs changed on resume without training.allow_schedule_change; 65 dataset or URI
-unreadable/corrupt; 75 interrupted after an emergency checkpoint (run the same command again); 76 diverged
-(last good checkpoint kept); 77 stopped by the budget guard.
+setup, or training.total_epochs changed on resume without training.allow_schedule_change (or after the
+schedule ended: a finished run is not extended); 65 dataset or URI unreadable/corrupt; 75 interrupted after
+an emergency checkpoint, or a checkpoint could not be written (run the same command again: it resumes from
+the last good one); 76 diverged (last good checkpoint kept); 77 stopped by the budget guard.
 """
 
 from __future__ import annotations
@@ -21,10 +22,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _non_negative_float(text: str) -> float:
+#: The longest metrics flush period: heartbeats (the idle watch's evidence of progress) go out at this period.
+MAX_FLUSH_SECONDS = 600.0
+
+
+def _flush_seconds(text: str) -> float:
     value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
+    if not 0 <= value <= MAX_FLUSH_SECONDS:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and {MAX_FLUSH_SECONDS:g} seconds (heartbeats "
+                                         "go out at this period, and the idle watch needs them)")
     return value
 
 
@@ -42,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--work-dir", metavar="DIR", help="local scratch (dataset cache, checkpoint staging)")
     parser.add_argument("--checkpoint-every-steps", type=_positive_int, metavar="N",
                         help="also checkpoint every N optimizer steps (overrides checkpoint.interval_steps)")
-    parser.add_argument("--metrics-flush-seconds", type=_non_negative_float, default=60.0, metavar="S",
+    parser.add_argument("--metrics-flush-seconds", type=_flush_seconds, default=60.0, metavar="S",
                         help="write at most one metrics object per S seconds (default 60)")
     parser.set_defaults(handler=handle)
 

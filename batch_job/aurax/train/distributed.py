@@ -66,14 +66,6 @@ class DistContext:
         dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
         return reduced.to(values.device)
 
-    def gather(self, obj: Any) -> list[Any]:
-        """Every rank's `obj`, on every rank (the RNG states a checkpoint saves)."""
-        if not self.distributed:
-            return [obj]
-        out: list[Any] = [None] * self.world_size
-        dist.all_gather_object(out, obj)
-        return out
-
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's `obj` on every rank; doubles as a barrier after rank 0's checkpoint save."""
         if not self.distributed:

@@ -18,6 +18,8 @@ the real failure would. Unset in production; each costs one dictionary lookup wh
 - `AURAX_FAULT_LOSS_AT_STEP=N:X`: the loss of optimizer step N is reported as X (a finite loss of any size,
   for the divergence guards).
 - `AURAX_FAULT_LOSS_SCALE=X`: the fp16 loss scale is reported as X (zero: the scale collapsed).
+- `AURAX_FAULT_SAVE_FAILS_AT_STEP=N`: writing the checkpoint of step N fails with a storage error after its first
+  file (S3 failing an upload after boto3's own retries).
 """
 
 from __future__ import annotations
@@ -80,3 +82,7 @@ def after_step(step: int) -> None:
 def checkpoint_file_written(step: int) -> None:
     if _int_env("AURAX_FAULT_KILL_IN_CHECKPOINT") == step:
         os.kill(os.getpid(), signal.SIGKILL)
+    if _int_env("AURAX_FAULT_SAVE_FAILS_AT_STEP") == step:
+        from ..storage import StorageError
+
+        raise StorageError(f"cannot write the checkpoint of step {step}: injected fault")

@@ -110,6 +110,10 @@ log = logging.getLogger(__name__)
 SLOW_CHECKPOINT_SECONDS = 90.0
 
 
+class CheckpointFailed(Exception):
+    """Rank 0 could not write a checkpoint (S3 failing after boto3's own retries); raised on every rank."""
+
+
 def run_training(options: TrainOptions) -> int:
     """Train in this process (one rank of a data-parallel group, or alone)."""
     config = parse_run_config(storage.read_text(options.config_uri), options.config_uri)
@@ -281,6 +285,12 @@ class Trainer:
             torch.use_deterministic_algorithms(True)
         try:
             return self._train(train_clips, val_clips, manifest, store, found, watch, placement, schedule)
+        except CheckpointFailed as exc:
+            # A transient storage fault in a weeks-long run: exit 75, which Batch retries from the last good
+            # checkpoint (65, "bad input", would end the run). A lasting one uses up the job's attempts.
+            log.error("%s; exiting %d so that Batch retries from the last good checkpoint", exc,
+                      JobExit.INTERRUPTED)
+            return JobExit.INTERRUPTED
         finally:
             torch.use_deterministic_algorithms(deterministic)
             watch.stop()
@@ -428,18 +438,23 @@ class Trainer:
             watch.check_stop_request()
 
         def save(trigger: str, val_loss: float | None = None) -> None:
+            """Rank 0 commits a checkpoint; every rank learns whether it did (`CheckpointFailed` if not)."""
             nonlocal last_save_time
-            name = None
+            failure = None
             if ctx.is_main:
                 content = CheckpointContent(
                     tensors=trainable_state(model), config=cfg,
                     trainer_state={"optimizer": optimizer.state_dict(),
                                    "scaler": scaler.state_dict() if precision.uses_loss_scaling else None,
                                    "overflow_run": overflow_run})
-                saved = store.save(content, self.position, run_id=cfg.run_id, trigger=trigger,
-                                   world_size=ctx.world_size, val_loss=val_loss, record=self.record,
-                                   progress=self.progress.checkpoint_bytes_done)
-                self.last_saved, name = saved, saved.name
+                try:
+                    saved = store.save(content, self.position, run_id=cfg.run_id, trigger=trigger,
+                                       world_size=ctx.world_size, val_loss=val_loss, record=self.record,
+                                       progress=self.progress.checkpoint_bytes_done)
+                except storage.StorageError as exc:
+                    failure = f"checkpoint of step {self.position.step} ({trigger}) not written: {exc}"
+            if ctx.is_main and failure is None:
+                self.last_saved = saved
                 self.emit(CheckpointSaved, step=self.position.step, epoch=self.position.epoch, uri=saved.uri,
                           sha256=saved.manifest_sha256, seconds=saved.seconds, bytes=saved.bytes, trigger=trigger)
                 log.info("checkpoint %s saved (%s, %.1f s, %d bytes)", saved.uri, trigger, saved.seconds, saved.bytes)
@@ -447,7 +462,9 @@ class Trainer:
                     self.emit(JobWarning, code="slow-checkpoint", step=self.position.step, epoch=self.position.epoch,
                               message=f"checkpoint took {saved.seconds:.0f} s, longer than a spot notice allows "
                                       f"({SLOW_CHECKPOINT_SECONDS:.0f} s)")
-            ctx.broadcast(name)  # also the barrier: every rank leaves the save together
+            failure = ctx.broadcast(failure)  # also the barrier: every rank leaves the save together
+            if failure is not None:
+                raise CheckpointFailed(failure)
             self.last_saved_position = self.position
             last_save_time = faults.clock(ctx.rank, steps_this_attempt)
 
@@ -456,7 +473,7 @@ class Trainer:
             if self.position != self.last_saved_position:
                 try:
                     save("interruption")
-                except storage.StorageError as exc:
+                except CheckpointFailed as exc:
                     log.error("emergency checkpoint failed: %s", exc)
                     steps_lost = self.position.step - self.last_saved_position.step
             self.emit(Interruption, step=self.position.step, epoch=self.position.epoch, cause=cause.record_cause,

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
+from aurax_contracts import ContractError
+
 from ..errors import InputError
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,19 @@ def configured_choice(per_rank: int, micro_batch_size: int, fits: list[MemoryFit
     return Choice(choice.micro_batch_size, choice.accumulation_steps, (fitting or modes[::-1])[0].checkpointing)
 
 
+def _memory_cap_gib(text: str) -> float:
+    """AURAX_GPU_MEMORY_GIB as a positive, finite number of GiB; raises `ContractError` (exit 64) otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ContractError("AURAX_GPU_MEMORY_GIB", [
+            f"{text!r} is not a positive number of GiB; fix: give the memory to plan for (e.g. 15 for a T4's "
+            "budget), or unset it to plan for the whole GPU"])
+    return value
+
+
 def memory_budget(device: torch.device) -> float:
     """Bytes this process's tensors may use on `device`: the GPU's memory, or AURAX_GPU_MEMORY_GIB when set (which
     is also enforced, so that going over it fails as it would on the smaller GPU); at most what the driver reports
@@ -126,7 +141,7 @@ def memory_budget(device: torch.device) -> float:
     reachable = float(free) + float(torch.cuda.memory_reserved(device))
     cap = os.environ.get("AURAX_GPU_MEMORY_GIB")
     if cap:
-        capped = min(total, float(cap) * GIB)
+        capped = min(total, _memory_cap_gib(cap) * GIB)
         torch.cuda.set_per_process_memory_fraction(capped / total, device)
         return min(capped, reachable)
     return min(total, reachable)

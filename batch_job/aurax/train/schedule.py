@@ -5,7 +5,8 @@ The schedule's totals travel in every checkpoint (`LrSchedule`): a resume compar
 asks for now. Changing `training.total_epochs` on resume would otherwise reshape the learning rate silently
 (x2.8 when 3 epochs become 6 after epoch 1; about /7 when 20 become 12 after epoch 10). It is refused unless
 `training.allow_schedule_change` is set; then the remaining steps decay by a cosine from the current learning
-rate to zero at the new end, so the rate never jumps, and the change is recorded as a schedule segment.
+rate to zero at the new end, so the rate never jumps, and the change is recorded as a schedule segment. A run
+whose schedule has already ended (its learning rate is zero) cannot be extended that way: it is refused too.
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ def resume_schedule(saved: LrSchedule | None, wanted: LrSchedule, step: int, all
     what = (f"the run's schedule ends at step {saved.total_steps} ({saved.total_epochs} epochs of "
             f"{saved.steps_per_epoch} steps) in the checkpoint, at step {wanted.total_steps} ({wanted.total_epochs} "
             f"epochs of {wanted.steps_per_epoch}) in this config")
+    if now == 0.0 and step >= saved.warmup_steps:  # past the cosine's end: a decay from zero trains nothing
+        raise ContractError("training.total_epochs", [
+            f"{what}, but that schedule already ended at step {step}: its learning rate is 0, so the "
+            f"{max(0, wanted.total_steps - step)} added steps would change no weight; fix: set "
+            f"training.total_epochs back to {saved.total_epochs} (this run is complete), or train for "
+            f"{wanted.total_epochs} epochs in a new run (a new run_id)"])
     if not allow_change:
         raise ContractError("training.total_epochs", [
             f"{what}; recomputing the schedule would move the learning rate at step {step} from "
