@@ -163,6 +163,14 @@ def test_blank_lines_are_not_bad() -> None:
     assert result.summary.bad_total == 0 and result.summary.records == 2
 
 
+def test_a_high_loss_the_job_saw_and_one_the_monitor_saw_are_one_alert() -> None:
+    job_saw = line("warning", code="high-loss", message="training loss 12.500 above 10.0", step=3)
+    result = run([train(2, 11.0), job_saw, train(4, 12.0)])
+    assert codes(result) == ["high-loss"]
+    only_job = run([job_saw])
+    assert codes(only_job) == ["high-loss"] and "12.500" in only_job.alerts[0].what
+
+
 def test_warnings_the_job_wrote_are_passed_on() -> None:
     warning = line("warning", code="checkpoint-corrupt", message="step-000000200 skipped: sha256 mismatch", step=200)
     result = run([warning])

@@ -40,6 +40,8 @@ from aurax_contracts.metrics import (
 )
 
 MAX_BAD_EXAMPLES = 5
+HIGH_LOSS_ACTION = ("Watch the next chunks; if it does not come down, lower training.learning_rate and resume "
+                    "from the last checkpoint.")
 
 
 class BadLineKind(StrEnum):
@@ -265,6 +267,10 @@ class ChunkMonitor:
         elif isinstance(record, Interruption):
             state.interruptions += 1
             self.summary.interruptions += 1
+        elif isinstance(record, JobWarning) and record.code == "high-loss":
+            # The job checks every step, this monitor only the logged ones: the same condition, one alert.
+            self._warn("high-loss", f"the job saw {record.message[:300]}", record,
+                       {"message": record.message[:300], "loss_warn": self.config.loss_warn}, HIGH_LOSS_ACTION)
         elif isinstance(record, JobWarning):
             self._warn(f"job-{record.code}", f"the job warned: {record.code}: {record.message[:300]}", record,
                        {"message": record.message[:300]},
@@ -311,9 +317,7 @@ class ChunkMonitor:
             return
         if loss > cfg.loss_warn:
             self._warn("high-loss", f"training loss {loss:.3g} is above {cfg.loss_warn:g}", record,
-                       {"loss": loss, "loss_warn": cfg.loss_warn, "lr": record.lr},
-                       "Watch the next chunks; if it does not come down, lower training.learning_rate and "
-                       "resume from the last checkpoint.")
+                       {"loss": loss, "loss_warn": cfg.loss_warn, "lr": record.lr}, HIGH_LOSS_ACTION)
         if state.level is not None and state.level_count >= cfg.spike_window_records \
                 and loss > cfg.spike_factor * state.level:
             self._warn("loss-spike", f"loss spiked to {loss:.3g}, {loss / state.level:.1f}x its moving level",
