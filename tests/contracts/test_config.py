@@ -88,6 +88,9 @@ def test_fingerprints_follow_what_they_cover() -> None:
     assert base.dataset_fingerprint() != other_data.dataset_fingerprint()
     # Extending the run after GO must still resume the same checkpoints.
     assert base.training_fingerprint() == longer.training_fingerprint()
+    # How often the job reports and its overflow guard change what is seen, not what is trained.
+    watched = RunConfig(run_id="r-1", training={"log_every_steps": 50, "max_overflow_steps": 20})
+    assert base.training_fingerprint() == watched.training_fingerprint()
     other_rate = RunConfig(run_id="r-1", training={"learning_rate": 1e-4})
     assert base.training_fingerprint() != other_rate.training_fingerprint()
 

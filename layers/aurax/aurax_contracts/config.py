@@ -265,7 +265,8 @@ class MonitoringConfig(Contract):
     loss_warn: Annotated[float, Field(gt=0, le=1e6)] = 10.0
     """A training loss above this writes a warning."""
     critical_window_hours: Annotated[float, Field(ge=0, le=24 * 30)] = 48.0
-    """Training time during which every warning alerts at once (a stricter profile)."""
+    """Hours after the first training step (wall clock, waits for spot capacity included) during which every
+    warning alerts at once (a stricter profile)."""
     idle_timeout_minutes: Annotated[float, Field(ge=5, le=7 * 24 * 60)] = 120.0
     """A running job that makes no progress this long (no optimizer step, validation batch or checkpoint bytes,
     however often its heartbeat thread reports) is terminated."""
@@ -386,7 +387,9 @@ class DecisionConfig(Contract):
 RESUMABLE_CHANGES: dict[str, set[str]] = {
     "model": {"attention"},
     "training": {"total_epochs", "decision_epoch", "allow_schedule_change", "micro_batch_size",
-                 "activation_checkpointing", "compile"},
+                 "activation_checkpointing", "compile",
+                 # what the job reports and when it calls a fp16 overflow run divergence: not the result
+                 "log_every_steps", "max_overflow_steps"},
 }
 
 

@@ -9,7 +9,8 @@ Rules (thresholds from `MonitoringConfig`):
 - a loss above `loss_warn`, a loss above `spike_factor` x its moving level (an EMA over
   `spike_window_records`), a moving level that has not improved by `plateau_min_delta` for
   `plateau_records` records, warnings the job wrote, and bad lines -> warnings;
-- during the first `critical_window_hours` of training time every warning alerts at once (strict profile);
+- during the first `critical_window_hours` after the first training record (wall clock) every warning alerts
+  at once (strict profile);
   afterwards each warning code alerts at most once per `warning_interval_minutes` (relaxed profile).
   Either way one chunk gives at most one alert per code, with the count and the worst value as evidence.
 """
@@ -192,7 +193,8 @@ def _shown(value: float) -> float | str:
 
 
 def in_critical_window(started: datetime | None, at: datetime, hours: float) -> bool:
-    """The strict profile applies from the first training record until `hours` of training time later."""
+    """The strict profile applies from the first training record until `hours` later (wall clock: hours spent
+    waiting for spot capacity count)."""
     return started is None or at - started < timedelta(hours=hours)
 
 
