@@ -31,7 +31,8 @@ class ContractError(ValueError):
         self.what = what
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{what} is invalid ({len(problems)} problem{'s' if len(problems) != 1 else ''}):\n{lines}")
+        # "invalid X" reads right whether X is a file, a setting or "aurax estimate arguments"
+        super().__init__(f"invalid {what} ({len(problems)} problem{'s' if len(problems) != 1 else ''}):\n{lines}")
 
 
 def _fix_hint(error: dict[str, Any], model: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
