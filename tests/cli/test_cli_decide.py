@@ -156,3 +156,34 @@ def test_a_report_on_s3_is_decided_with_its_runs_config_on_s3(aurax, run_with_st
         result = aurax("decide", uri, "--spend", "1", "--json")
         assert json.loads(result.out)["outcome"] == "NO-GO"
         assert "deciding with the run's own config s3://aurax-data/runs/run-a/config.json" in result.err
+
+
+def test_a_run_config_s3_will_not_show_says_how_to_decide_without_it(aurax, run_with_stricter_config,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """S3 answers HeadObject with 403, not 404, to a reader without s3:ListBucket: the auditor did not name
+    that file, so the error must say that --config decides without it."""
+    import boto3
+    from botocore.exceptions import ClientError
+    from moto import mock_aws
+
+    from aurax import storage
+
+    with mock_aws():
+        s3 = boto3.session.Session(region_name="us-east-1").client("s3")
+        s3.create_bucket(Bucket="aurax-data")
+        key = "runs/run-a/eval/decision/report.json"
+        s3.put_object(Bucket="aurax-data", Key=key,
+                      Body=(run_with_stricter_config / "eval" / "decision" / "report.json").read_bytes())
+
+        class NoListBucket:
+            def get_object(self, **kwargs: object) -> object:
+                return s3.get_object(**kwargs)
+
+            def head_object(self, **kwargs: object) -> object:
+                raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject")
+
+        monkeypatch.setattr(storage, "_s3", NoListBucket)
+        refused = aurax("decide", f"s3://aurax-data/{key}", "--spend", "1")
+        assert refused.code == JobExit.BAD_INPUT
+        assert "s3://aurax-data/runs/run-a/config.json: 403" in refused.err
+        assert "read because no --config was given; give --config FILE" in refused.err
