@@ -112,7 +112,7 @@ def test_a_config_file_is_read_literally_by_path_and_by_file_uri(tmp_path, monke
 def test_a_config_location_that_is_not_a_local_file_is_a_clear_error(location: str, says: str) -> None:
     with pytest.raises(ContractError) as error:
         load_run_config(location)
-    assert str(error.value).startswith(location) and says in str(error.value)  # named as given, not mangled
+    assert str(error.value).startswith(f"invalid {location} (") and says in str(error.value)  # named as given
 
 
 def test_a_config_that_is_not_text_is_a_clear_error(tmp_path) -> None:
