@@ -132,6 +132,11 @@ def hold_sigterm_until_watched() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: _EARLY_SIGTERM.set())
 
 
+def sigterm_held() -> bool:
+    """Whether `hold_sigterm_until_watched` has held a SIGTERM (for a process that starts no watch of its own)."""
+    return _EARLY_SIGTERM.is_set()
+
+
 class InterruptWatch:
     """Collects stop causes from a signal handler, a spot-notice thread and stop-request checks."""
 

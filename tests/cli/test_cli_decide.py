@@ -98,3 +98,92 @@ def test_without_config_a_report_in_its_run_is_decided_with_the_runs_own_config(
     given = run_yaml("run_id: run-a\ndecision: {min_authenticity: 0.3}\n")
     assert json.loads(aurax("decide", str(report), "--spend", "1", "--json", "--config", given).out)[
         "outcome"] == "GO"  # --config wins over the run's own
+
+
+@pytest.fixture
+def run_with_stricter_config(tmp_path: Path) -> Path:
+    """A run folder whose report passes the default rule and whose own config.json makes it a NO-GO."""
+    from aurax_contracts import RunConfig
+
+    run = tmp_path / "runs" / "run-a"
+    (run / "eval" / "decision").mkdir(parents=True)
+    (run / "eval" / "decision" / "report.json").write_text(eval_report(authentic=40, control=10).model_dump_json())
+    stricter = RunConfig.model_validate({"run_id": "run-a", "decision": {"min_authenticity": 0.4}})
+    (run / "config.json").write_text(stricter.model_dump_json())
+    return run
+
+
+def test_a_relative_report_path_inside_the_run_finds_the_runs_config(aurax, run_with_stricter_config,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same report must get the same verdict whichever folder the auditor runs the command from."""
+    monkeypatch.chdir(run_with_stricter_config)
+    assert json.loads(aurax("decide", "eval/decision/report.json", "--spend", "1", "--json").out)[
+        "outcome"] == "NO-GO"
+    monkeypatch.chdir(run_with_stricter_config / "eval" / "decision")
+    assert json.loads(aurax("decide", "report.json", "--spend", "1", "--json").out)["outcome"] == "NO-GO"
+
+
+def test_an_invalid_run_config_beside_the_report_says_where_it_came_from_and_how_to_decide_anyway(
+        aurax, run_with_stricter_config, run_yaml) -> None:
+    (run_with_stricter_config / "config.json").write_text('{"run_id": "run-a", "decision": {"min_authenticity": 2}}')
+    report = str(run_with_stricter_config / "eval" / "decision" / "report.json")
+    refused = aurax("decide", report, "--spend", "1")
+    assert refused.code == JobExit.BAD_CONFIG
+    assert "the run's own config, read because no --config was given" in refused.err
+    assert "decision.min_authenticity" in refused.err and "give --config FILE" in refused.err
+    given = aurax("decide", report, "--spend", "1", "--config", run_yaml("run_id: run-a\n"))
+    assert given.code == 0, given.err
+
+
+def test_a_report_on_s3_is_decided_with_its_runs_config_on_s3(aurax, run_with_stricter_config,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from moto import mock_aws
+
+    from aurax import storage
+
+    with mock_aws():
+        s3 = boto3.session.Session(region_name="us-east-1").client("s3")  # only S3, and only to read
+        s3.create_bucket(Bucket="aurax-data")
+        monkeypatch.setattr(storage, "_s3", lambda: s3)
+        key = "runs/run-a/eval/decision/report.json"
+        s3.put_object(Bucket="aurax-data", Key=key,
+                      Body=(run_with_stricter_config / "eval" / "decision" / "report.json").read_bytes())
+        uri = f"s3://aurax-data/{key}"
+        assert json.loads(aurax("decide", uri, "--spend", "1", "--json").out)["outcome"] == "GO"  # no config yet
+        s3.put_object(Bucket="aurax-data", Key="runs/run-a/config.json",
+                      Body=(run_with_stricter_config / "config.json").read_bytes())
+        result = aurax("decide", uri, "--spend", "1", "--json")
+        assert json.loads(result.out)["outcome"] == "NO-GO"
+        assert "deciding with the run's own config s3://aurax-data/runs/run-a/config.json" in result.err
+
+
+def test_a_run_config_s3_will_not_show_says_how_to_decide_without_it(aurax, run_with_stricter_config,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """S3 answers HeadObject with 403, not 404, to a reader without s3:ListBucket: the auditor did not name
+    that file, so the error must say that --config decides without it."""
+    import boto3
+    from botocore.exceptions import ClientError
+    from moto import mock_aws
+
+    from aurax import storage
+
+    with mock_aws():
+        s3 = boto3.session.Session(region_name="us-east-1").client("s3")
+        s3.create_bucket(Bucket="aurax-data")
+        key = "runs/run-a/eval/decision/report.json"
+        s3.put_object(Bucket="aurax-data", Key=key,
+                      Body=(run_with_stricter_config / "eval" / "decision" / "report.json").read_bytes())
+
+        class NoListBucket:
+            def get_object(self, **kwargs: object) -> object:
+                return s3.get_object(**kwargs)
+
+            def head_object(self, **kwargs: object) -> object:
+                raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject")
+
+        monkeypatch.setattr(storage, "_s3", NoListBucket)
+        refused = aurax("decide", f"s3://aurax-data/{key}", "--spend", "1")
+        assert refused.code == JobExit.BAD_INPUT
+        assert "s3://aurax-data/runs/run-a/config.json: 403" in refused.err
+        assert "read because no --config was given; give --config FILE" in refused.err

@@ -51,3 +51,23 @@ def test_a_reader_that_closes_the_pipe_ends_the_command_quietly():
     err = process.stderr.read().decode()
     assert process.wait(timeout=60) == 128 + signal.SIGPIPE
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_a_multi_gpu_launcher_stopped_before_its_workers_start_exits_75_and_starts_none(monkeypatch,
+                                                                                         sigterm_restored):
+    """The launcher starts no watch of its own: a SIGTERM it held while torch imported must not be lost (the
+    workers would train on until ECS kills the container at its stop timeout)."""
+    from aurax.train import distributed
+    from aurax_contracts import JobExit
+
+    def no_worker(*args, **kwargs):
+        raise AssertionError("a worker was started after the job was told to stop")
+
+    monkeypatch.setenv("AWS_BATCH_JOB_ID", "job-1")
+    with pytest.raises(SystemExit):
+        main(["job", "train", "--help"])
+    held = signal.getsignal(signal.SIGTERM)
+    signal.raise_signal(signal.SIGTERM)  # Batch stops the container while the launcher imports torch
+    monkeypatch.setattr(distributed.subprocess, "Popen", no_worker)
+    assert distributed.launch_workers(["job", "train"], 2) == JobExit.INTERRUPTED
+    assert signal.getsignal(signal.SIGTERM) is held

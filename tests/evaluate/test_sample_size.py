@@ -56,7 +56,7 @@ def test_clips_needed_is_the_least_size_reaching_the_power() -> None:
 
 
 def test_clips_needed_for_the_authenticity_test_stay_enough_above_it() -> None:
-    # The exact test's power saw-tooths: 148 counted clips reach 80.003% at a true 45%, most up to 164 fall below
+    # The exact test's power saw-tooths: 148 counted clips reach 80.003% at a true 45%, half of 149-164 fall below
     # (152: 78.7%). "80% power needs N clips" must hold for the sizes a user rounds N up to, so N is the least
     # size from which every size up to twice it reaches the power.
     def power(n: int) -> float:

@@ -37,10 +37,13 @@ def run_config_beside(report_uri: str, point: str) -> str | None:
 
     from .. import storage
 
+    location = storage.parse_uri(report_uri)
+    # A local report by its absolute path, so that `decide eval/decision/report.json` inside the run finds it too
+    where = report_uri if location.scheme == "s3" else location.key
     suffix = f"/eval/{point}/report.json"
-    if not report_uri.endswith(suffix):
+    if not where.endswith(suffix):
         return None
-    config_uri = join(report_uri.removesuffix(suffix), "config.json")
+    config_uri = join(where.removesuffix(suffix), "config.json")
     return config_uri if storage.exists(config_uri) else None
 
 
@@ -70,9 +73,23 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.report} is not an evaluation report this version reads ({reason}); "
                          "give the report.json `aurax job evaluate` wrote, or evaluate again with this "
                          "version") from exc
-    config_uri = args.config or run_config_beside(args.report, report.point)
-    if config_uri is not None:
-        config = parse_run_config(storage.read_text(config_uri), config_uri)
+    try:
+        config_uri = args.config or run_config_beside(args.report, report.point)
+        config = parse_run_config(storage.read_text(config_uri), config_uri) if config_uri else None
+    except storage.StorageError as exc:
+        if args.config:
+            raise
+        # e.g. S3's 403 for a HeadObject without s3:ListBucket: not a file the user named, so say how to go on
+        raise storage.StorageError(f"{exc} (the run's own config beside the report, read because no --config "
+                                   "was given; give --config FILE to decide with other settings)") from exc
+    except ContractError as exc:
+        if args.config:
+            raise
+        # Not a file the user named: say where it came from and how to decide without it.
+        raise ContractError(f"{exc.what} (the run's own config, read because no --config was given)", [
+            *exc.problems, "to decide with other settings, give --config FILE (a run config YAML/JSON) "
+            "rather than editing the run's record"]) from exc
+    if config is not None:
         if not args.config:
             print(f"aurax: note: deciding with the run's own config {config_uri} (--config to change it)",
                   file=sys.stderr)

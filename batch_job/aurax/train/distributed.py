@@ -120,16 +120,14 @@ def _free_port() -> int:
 
 
 def launch_workers(argv: Sequence[str], workers: int) -> int:
-    """Run `aurax <argv>` as `workers` ranks; return rank 0's exit code, or the first failure's."""
+    """Run `aurax <argv>` as `workers` ranks; return rank 0's exit code, or the first failure's (75 at once when
+    Batch stopped the job before the workers started: the launcher starts no `InterruptWatch` to act on it)."""
+    from aurax_contracts import JobExit
+
+    from ..interrupts import sigterm_held
+
     port = _free_port()
-    procs = []
-    for rank in range(workers):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(workers),
-               "LOCAL_WORLD_SIZE": str(workers), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-        if os.environ.get("AURAX_CPU_WORKERS"):
-            env["AURAX_DEVICE"] = "cpu"
-        procs.append(subprocess.Popen([sys.executable, "-m", "aurax.cli", *argv], env=env))
-    log.info("launched %d data-parallel workers (pids %s)", workers, [p.pid for p in procs])
+    procs: list[subprocess.Popen[bytes]] = []
 
     def forward(signum: int, frame: FrameType | None) -> None:
         for proc in procs:
@@ -137,7 +135,19 @@ def launch_workers(argv: Sequence[str], workers: int) -> int:
                 proc.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    if sigterm_held():  # a SIGTERM held while torch imported: no worker would ever see it
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log.warning("SIGTERM received before the workers started: exiting 75 (nothing trained, nothing lost)")
+        return int(JobExit.INTERRUPTED)
     try:
+        for rank in range(workers):
+            env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(workers),
+                   "LOCAL_WORLD_SIZE": str(workers), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+            if os.environ.get("AURAX_CPU_WORKERS"):
+                env["AURAX_DEVICE"] = "cpu"
+            procs.append(subprocess.Popen([sys.executable, "-m", "aurax.cli", *argv], env=env))
+        log.info("launched %d data-parallel workers (pids %s)", workers, [p.pid for p in procs])
         failed_at: float | None = None
         while any(p.poll() is None for p in procs):
             if failed_at is None and any(p.returncode not in (None, 0) for p in procs):
