@@ -265,7 +265,7 @@ class MonitoringConfig(Contract):
     loss_warn: Annotated[float, Field(gt=0, le=1e6)] = 10.0
     """A training loss above this writes a warning."""
     critical_window_hours: Annotated[float, Field(ge=0, le=24 * 30)] = 48.0
-    """Hours after the first training step (wall clock, waits for spot capacity included) during which every
+    """Hours after training starts (wall clock, waits for spot capacity included) during which every
     warning alerts at once (a stricter profile)."""
     idle_timeout_minutes: Annotated[float, Field(ge=5, le=7 * 24 * 60)] = 120.0
     """A running job that makes no progress this long (no optimizer step, validation batch or checkpoint bytes,

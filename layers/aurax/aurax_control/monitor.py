@@ -12,7 +12,8 @@ Rules (thresholds from `MonitoringConfig`):
 - during the first `critical_window_hours` after the first training record (wall clock) every warning alerts
   at once (strict profile);
   afterwards each warning code alerts at most once per `warning_interval_minutes` (relaxed profile).
-  Either way one chunk gives at most one alert per code, with the count and the worst value as evidence.
+  Either way one chunk gives at most one alert per code, with the count and the first occurrence's values
+  as evidence.
 """
 
 from __future__ import annotations
