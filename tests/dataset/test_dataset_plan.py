@@ -166,6 +166,13 @@ def test_a_folder_or_file_uri_finds_the_annotations(tmp_path: Path, real_csv: Pa
 
 # ---- bad annotations --------------------------------------------------------------------------------------
 
+def _assert_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], data: bytes, message: str) -> None:
+    """`aurax dataset plan` on these annotation bytes exits 65 saying `message` and how to fix it."""
+    bad = tmp_path / "annotations_final.csv"
+    bad.write_bytes(data)
+    code, _, err = _plan_cli(capsys, "--config", _config(tmp_path), "--annotations", str(bad))
+    assert code == JobExit.BAD_INPUT and message in err and "download annotations_final.csv again" in err
+
 @pytest.mark.parametrize(("data", "message"), [
     (b"", "is empty"),
     (b"<!DOCTYPE html><html><body>503 Service Unavailable</body></html>", "is an HTML or XML page"),
@@ -176,10 +183,7 @@ def test_a_folder_or_file_uri_finds_the_annotations(tmp_path: Path, real_csv: Pa
 ])
 def test_bad_annotations_exit_65_saying_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                       data: bytes, message: str) -> None:
-    bad = tmp_path / "annotations_final.csv"
-    bad.write_bytes(data)
-    code, _, err = _plan_cli(capsys, "--config", _config(tmp_path), "--annotations", str(bad))
-    assert code == JobExit.BAD_INPUT and message in err and "download annotations_final.csv again" in err
+    _assert_refused(tmp_path, capsys, data, message)
 
 
 def test_missing_annotations_file_says_how_to_point_at_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -288,10 +292,7 @@ def _cut_inside_a_token(data: bytes) -> bytes:
 ])
 def test_damaged_real_files_are_refused_saying_what_happened(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                              data: bytes, message: str) -> None:
-    bad = tmp_path / "annotations_final.csv"
-    bad.write_bytes(data)
-    code, _, err = _plan_cli(capsys, "--config", _config(tmp_path), "--annotations", str(bad))
-    assert code == JobExit.BAD_INPUT and message in err and "download annotations_final.csv again" in err
+    _assert_refused(tmp_path, capsys, data, message)
 
 
 def test_a_file_cut_at_a_row_boundary_says_it_holds_fewer_clips_than_published(
