@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -71,3 +72,31 @@ def test_a_multi_gpu_launcher_stopped_before_its_workers_start_exits_75_and_star
     monkeypatch.setattr(distributed.subprocess, "Popen", no_worker)
     assert distributed.launch_workers(["job", "train"], 2) == JobExit.INTERRUPTED
     assert signal.getsignal(signal.SIGTERM) is held
+
+
+def test_a_worker_the_forwarded_sigterm_ends_while_it_imports_makes_the_job_interrupted_not_failed(
+        monkeypatch, sigterm_restored):
+    """Workers install their SIGTERM hold only after importing the CLI: one stopped before that dies of the
+    signal (-15). It had trained nothing, so the job exits 75 (Batch retries), not 1 (the run would end)."""
+    from aurax.train import distributed
+    from aurax_contracts import JobExit
+
+    real_popen = subprocess.Popen
+    started = threading.Event()
+
+    def importing_worker(args, **kwargs):  # a worker that has not yet installed any SIGTERM handler
+        started.set()
+        return real_popen([sys.executable, "-c", "import time; time.sleep(60)"], **kwargs)
+
+    def batch_stops_the_container() -> None:
+        assert started.wait(30)
+        time.sleep(0.5)  # both workers started
+        signal.raise_signal(signal.SIGTERM)  # reaches the launcher's forwarding handler
+
+    monkeypatch.setattr(distributed.subprocess, "Popen", importing_worker)
+    stopper = threading.Thread(target=batch_stops_the_container)
+    stopper.start()
+    try:
+        assert distributed.launch_workers(["job", "train"], 2) == JobExit.INTERRUPTED
+    finally:
+        stopper.join()

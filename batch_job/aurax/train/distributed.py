@@ -121,15 +121,18 @@ def _free_port() -> int:
 
 def launch_workers(argv: Sequence[str], workers: int) -> int:
     """Run `aurax <argv>` as `workers` ranks; return rank 0's exit code, or the first failure's (75 at once when
-    Batch stopped the job before the workers started: the launcher starts no `InterruptWatch` to act on it)."""
+    Batch stopped the job before the workers started: the launcher starts no `InterruptWatch` to act on it; 75
+    for a worker the forwarded SIGTERM ended before it could handle it)."""
     from aurax_contracts import JobExit
 
     from ..interrupts import sigterm_held
 
     port = _free_port()
     procs: list[subprocess.Popen[bytes]] = []
+    forwarded: set[int] = set()
 
     def forward(signum: int, frame: FrameType | None) -> None:
+        forwarded.add(signum)
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signum)
@@ -163,6 +166,10 @@ def launch_workers(argv: Sequence[str], workers: int) -> int:
             signal.signal(sig, handler)
     codes = [p.returncode for p in procs]
     log.info("workers exited with %s", codes)
+    if signal.SIGTERM in forwarded:
+        # A worker still importing (before its own hold) dies of the forwarded SIGTERM's default action: it had
+        # trained nothing, so the job was interrupted, not failed, and Batch should retry it.
+        codes = [int(JobExit.INTERRUPTED) if c == -signal.SIGTERM else c for c in codes]
     if codes[0] != 0:
         return codes[0] if codes[0] > 0 else 1
     return next((c if c > 0 else 1 for c in codes if c != 0), 0)
