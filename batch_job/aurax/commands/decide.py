@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aurax_contracts import EvalReport, RunConfig
 
 EXAMPLES = """examples:
   aurax decide runs/my-run/eval/decision/report.json --config run.yaml --spend 212.40
@@ -47,6 +51,33 @@ def run_config_beside(report_uri: str, point: str) -> str | None:
     return config_uri if storage.exists(config_uri) else None
 
 
+def decision_settings(config_arg: str | None, report_uri: str, report: EvalReport) -> tuple[RunConfig, str | None]:
+    """The run config to decide with (`--config`, else the run's own beside the report, else the defaults), and a
+    note saying which when the user did not name it. Raises StorageError/ContractError for an unreadable one."""
+    from aurax_contracts import ContractError, RunConfig, parse_run_config
+
+    from .. import storage
+
+    if config_arg:
+        return parse_run_config(storage.read_text(config_arg), config_arg), None
+    try:
+        config_uri = run_config_beside(report_uri, report.point)
+        if config_uri is None:
+            return RunConfig(run_id=report.run_id), ("no --config and no run config beside the report: deciding "
+                                                     "with the defaults")
+        config = parse_run_config(storage.read_text(config_uri), config_uri)
+    except storage.StorageError as exc:
+        # e.g. S3's 403 for a HeadObject without s3:ListBucket: not a file the user named, so say how to go on
+        raise storage.StorageError(f"{exc} (the run's own config beside the report, read because no --config "
+                                   "was given; give --config FILE to decide with other settings)") from exc
+    except ContractError as exc:
+        # Not a file the user named: say where it came from and how to decide without it.
+        raise ContractError(f"{exc.what} (the run's own config, read because no --config was given)", [
+            *exc.problems, "to decide with other settings, give --config FILE (a run config YAML/JSON) "
+            "rather than editing the run's record"]) from exc
+    return config, f"deciding with the run's own config {config_uri} (--config to change it)"
+
+
 def run(args: argparse.Namespace) -> int:
     import math
     import sys
@@ -54,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
-    from aurax_contracts import ContractError, EvalReport, RunConfig, parse_run_config
+    from aurax_contracts import ContractError, EvalReport
     from aurax_control.decision import decide, describe
 
     from .. import storage
@@ -73,30 +104,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.report} is not an evaluation report this version reads ({reason}); "
                          "give the report.json `aurax job evaluate` wrote, or evaluate again with this "
                          "version") from exc
-    try:
-        config_uri = args.config or run_config_beside(args.report, report.point)
-        config = parse_run_config(storage.read_text(config_uri), config_uri) if config_uri else None
-    except storage.StorageError as exc:
-        if args.config:
-            raise
-        # e.g. S3's 403 for a HeadObject without s3:ListBucket: not a file the user named, so say how to go on
-        raise storage.StorageError(f"{exc} (the run's own config beside the report, read because no --config "
-                                   "was given; give --config FILE to decide with other settings)") from exc
-    except ContractError as exc:
-        if args.config:
-            raise
-        # Not a file the user named: say where it came from and how to decide without it.
-        raise ContractError(f"{exc.what} (the run's own config, read because no --config was given)", [
-            *exc.problems, "to decide with other settings, give --config FILE (a run config YAML/JSON) "
-            "rather than editing the run's record"]) from exc
-    if config is not None:
-        if not args.config:
-            print(f"aurax: note: deciding with the run's own config {config_uri} (--config to change it)",
-                  file=sys.stderr)
-    else:
-        config = RunConfig(run_id=report.run_id)
-        print("aurax: note: no --config and no run config beside the report: deciding with the defaults",
-              file=sys.stderr)
+    config, source = decision_settings(args.config, args.report, report)
+    if source:
+        print(f"aurax: note: {source}", file=sys.stderr)
     if config.run_id != report.run_id:
         print(f"aurax: note: the config is run {config.run_id}'s, the report run {report.run_id}'s",
               file=sys.stderr)
