@@ -41,10 +41,8 @@ def parse_uri(uri: str) -> Location:
         raise StorageError(str(exc)) from None
     if location.scheme == "s3":
         return Location("s3", location.bucket, location.key)
-    path = Path(location.key)
-    if location.key == uri:  # a plain path, not a file URI
-        path = path.expanduser()
-    return Location("file", "", str(path.resolve()))
+    # A file URI's path is absolute, so only a plain path can start with `~`.
+    return Location("file", "", str(Path(location.key).expanduser().resolve()))
 
 
 @lru_cache(maxsize=1)

@@ -79,13 +79,13 @@ class ContainerImage:
         return [*self.entrypoint, *cmd] if self.entrypoint_exec_form else list(self.entrypoint)
 
 
-def resolve_program(argv: list[str], bin_dir: Path | None = None) -> list[str]:
-    """argv with its program found as the container's PATH would find it, with this environment's scripts
-    (`bin_dir`, default: this interpreter's, where the `aurax` console script is) first: the job runs the same
-    entry point as in the image, not a stand-in."""
+def resolve_program(argv: list[str]) -> list[str]:
+    """argv with its program found as the container's PATH would find it, with this interpreter's scripts
+    (where the `aurax` console script is) first: the job runs the same entry point as in the image, not a
+    stand-in."""
     if not argv or os.sep in argv[0]:
         return list(argv)
-    folder = bin_dir or Path(sys.executable).parent
+    folder = Path(sys.executable).parent
     found = shutil.which(argv[0], path=os.pathsep.join([str(folder), os.environ.get("PATH", "")]))
     if found is None:
         raise ImageError(f"the container's program {argv[0]!r} is not installed here (looked in {folder} and PATH); "

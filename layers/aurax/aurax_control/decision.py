@@ -155,8 +155,9 @@ def decide(report: EvalReport, spend_usd: float | None, config: RunConfig, now: 
     rules = config.decision
     criteria = evaluation_criteria(report, rules)
     criteria.insert(3, cost(spend_usd, config.max_cost_usd))
-    group = selected_group(report, rules.prompt_set) or GroupSummary(
-        treatment=report.treatment, control=report.control, comparison=report.comparison)
+    # Without the counted set the decision keeps the whole report's arms (`describe` says so).
+    group = selected_group(report, rules.prompt_set) or selected_group(report, "all")
+    assert group is not None  # "all" is always in the report
     return Decision(run_id=report.run_id, point=report.point, epoch=report.epoch,
                     outcome="GO" if all(c.passed for c in criteria) else "NO-GO", criteria=criteria,
                     prompt_set=rules.prompt_set, treatment=group.treatment, control=group.control,
@@ -189,6 +190,13 @@ def _value(name: str, value: float) -> str:
     return f"{value:.4g}"
 
 
+def prompt_set_counts(s: GroupSummary) -> str:
+    """`treatment 40/100 = 40.0%, control 10/100 = 10.0%, McNemar p = 1.2e-06`."""
+    return (f"treatment {s.treatment.authentic}/{s.treatment.clips} = {s.treatment.rate:.1%}, control "
+            f"{s.control.authentic}/{s.control.clips} = {s.control.rate:.1%}, McNemar p = "
+            f"{s.comparison.p_value:.3g}")
+
+
 def set_in_report(decision: Decision) -> bool:
     """Whether the report had the prompt set the decision counted (else its arms are the whole report's)."""
     return decision.prompt_set == "all" or any(s.prompt_set == decision.prompt_set for s in decision.prompt_sets)
@@ -207,10 +215,7 @@ def describe(decision: Decision) -> str:
     # Without the counted set, `decide` keeps the whole report's counts: say so rather than label them the set's.
     lines += ["", f"Clips counted: prompt set '{decision.prompt_set}'. {counts}" if set_in_report(decision) else
               f"Clips counted: prompt set '{decision.prompt_set}': none in the report. All clips: {counts}"]
-    for s in decision.prompt_sets:
-        lines.append(f"  prompt set {s.prompt_set}: treatment {s.treatment.authentic}/{s.treatment.clips} = "
-                     f"{s.treatment.rate:.1%}, control {s.control.authentic}/{s.control.clips} = "
-                     f"{s.control.rate:.1%}, McNemar p = {s.comparison.p_value:.3g}")
+    lines += [f"  prompt set {s.prompt_set}: {prompt_set_counts(s)}" for s in decision.prompt_sets]
     if decision.flags:
         lines += ["", "Evaluation flags:"] + [f"  - {flag}" for flag in decision.flags]
     cost_criterion = next((c for c in decision.criteria if c.name == "cost"), None)

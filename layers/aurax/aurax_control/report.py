@@ -11,7 +11,7 @@ from datetime import datetime
 
 from aurax_contracts import AbortReason, CostLedger, Decision, EvalReport, RunState
 
-from .decision import criterion_line, set_in_report
+from .decision import criterion_line, prompt_set_counts, set_in_report
 
 SIGNIFICANCE = 0.05
 
@@ -159,9 +159,7 @@ def build_sections(run_id: str, reason: AbortReason, detail: str, state: RunStat
             ("Paired difference, p (McNemar exact, one-sided; all clips)",
              f"{report.comparison.difference:+.1%} ({report.comparison.treatment_only} pairs only treatment, "
              f"{report.comparison.control_only} only control), p = {report.comparison.p_value:.3g}"),
-            *((f"Prompt set {s.prompt_set}", f"treatment {s.treatment.authentic}/{s.treatment.clips} = "
-               f"{s.treatment.rate:.1%}, control {s.control.authentic}/{s.control.clips} = {s.control.rate:.1%}, "
-               f"McNemar p = {s.comparison.p_value:.3g}") for s in report.prompt_sets),
+            *((f"Prompt set {s.prompt_set}", prompt_set_counts(s)) for s in report.prompt_sets),
             ("Mean score treatment / control", f"{t.mean_score:.1f} / {k.mean_score:.1f}"),
             ("Validation loss (untouched model)", f"{_num(report.val_loss)} ({_num(report.baseline_val_loss)})"),
             ("Checkpoint", report.provenance.checkpoint_uri)]))
