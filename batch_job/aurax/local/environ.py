@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from contextvars import ContextVar, copy_context
 from typing import Any
 from unittest import mock
@@ -92,8 +92,12 @@ def isolated_environ() -> Iterator[None]:
 
 
 def threads_inherit_context() -> Any:
-    """A patch of `Thread.start`: the new thread runs in a copy of the starting thread's context variables."""
+    """A patch of `Thread.start`: the new thread runs in a copy of the starting thread's context variables
+    (nothing more when an enclosing patch already does it: both the environment overlay and IAM enforcement
+    need it, and either may be used alone)."""
     start = threading.Thread.start
+    if getattr(start, "_inherits_context", False):
+        return nullcontext()
 
     def start_in_context(thread: threading.Thread) -> None:
         run: Callable[[], None] = thread.run
@@ -101,4 +105,5 @@ def threads_inherit_context() -> Any:
         thread.run = lambda: context.run(run)  # type: ignore[method-assign]
         start(thread)
 
+    start_in_context._inherits_context = True  # type: ignore[attr-defined]
     return mock.patch.object(threading.Thread, "start", start_in_context)

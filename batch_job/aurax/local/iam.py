@@ -211,6 +211,11 @@ class Rule:
     checks_passed_role: bool = False
     """AWS checks the permissions of a role the request passes (so even an administrator's call is checked)."""
 
+    @property
+    def because(self) -> str:
+        """The rule and its source, as a `Permission.because`."""
+        return f"{self.what} ({self.source})"
+
 
 def _s3_object(bucket: str, key: str) -> str:
     return f"arn:aws:s3:::{bucket}/{key}"
@@ -239,7 +244,7 @@ def _s3_read(action: str = "s3:GetObject", *, reads_object: bool = True
         if not reads_object or versioned or not iam.s3_key_missing(bucket, key):
             return own
         rule = AWS_RULES[("s3", "missing-key")]
-        return [*own, Permission("s3:ListBucket", f"arn:aws:s3:::{bucket}", f"{rule.what} ({rule.source})")]
+        return [*own, Permission("s3:ListBucket", f"arn:aws:s3:::{bucket}", rule.because)]
     return needs
 
 
@@ -253,7 +258,7 @@ def _s3_kms(call: Call, iam: IamEnforcement, bucket: str, key: str, actions: tup
     if kms_key is None:
         return []
     rule = AWS_RULES[("kms", "s3-sse-kms")]
-    return [Permission(a, iam.kms_key_arn(call, kms_key), f"{rule.what} ({rule.source})") for a in actions]
+    return [Permission(a, iam.kms_key_arn(call, kms_key), rule.because) for a in actions]
 
 
 def _s3_write(call: Call, iam: IamEnforcement) -> list[Permission]:
@@ -291,7 +296,7 @@ def _sns_publish(call: Call, iam: IamEnforcement) -> list[Permission]:
         return [own]
     rule = AWS_RULES[("kms", "sns-publish")]
     key_arn = iam.kms_key_arn(call, kms_key)
-    return [own, *(Permission(a, key_arn, f"{rule.what} ({rule.source})")
+    return [own, *(Permission(a, key_arn, rule.because)
                    for a in ("kms:GenerateDataKey", "kms:Decrypt"))]
 
 
@@ -301,7 +306,7 @@ def _batch_submit(call: Call, iam: IamEnforcement) -> list[Permission]:
     if not call.params.get("tags"):
         return own
     rule = AWS_RULES[("batch", "tag-on-create")]
-    return [*own, Permission("batch:TagResource", call.arn("batch", "job/*"), f"{rule.what} ({rule.source})")]
+    return [*own, Permission("batch:TagResource", call.arn("batch", "job/*"), rule.because)]
 
 
 def _batch_arn(call: Call, kind: str, name_or_arn: str) -> str:
@@ -315,7 +320,7 @@ def _state_machine_sync(call: Call, iam: IamEnforcement) -> list[Permission]:
         return own
     rule = AWS_RULES[("stepfunctions", "batch-sync")]
     role = Principal(call.params["roleArn"], f"state machine {call.params['name']}")
-    because = f"{rule.what} ({rule.source})"
+    because = rule.because
     managed_rule = call.arn("events", "rule/StepFunctionsGetEventsForBatchJobsRule")
     return [*own, *(Permission(a, managed_rule, because, role)
                     for a in ("events:PutTargets", "events:PutRule", "events:DescribeRule")),
@@ -731,12 +736,10 @@ class IamEnforcement:
             return None
 
     def kms_key_arn(self, call: Call, key: str) -> str:
-        """The key ARN behind an id, ARN, alias or alias ARN (moto creates AWS managed keys on first use)."""
-        backend = self._kms_backend(call.region, call.account)
-        try:
-            return str(backend.describe_key(key).arn)
-        except Exception:  # noqa: BLE001 - an unknown key stays as named; deciding on it then says so
-            return key
+        """The key ARN behind an id, ARN, alias or alias ARN (moto creates AWS managed keys on first use); an
+        unknown key stays as named (deciding on it then says so)."""
+        found = self._kms_key(call, key)
+        return str(found.arn) if found is not None else key
 
     @staticmethod
     def sns_topic_kms_key(topic_arn: str) -> str | None:

@@ -115,11 +115,12 @@ def cost_attempt(span: AttemptSpan, points: Sequence[PricePoint] | None, fallbac
 FALLBACK_NO_HISTORY = "price-fallback"
 
 
-def fallback_alerts_due(ledger: CostLedger) -> dict[str, list[AttemptCost]]:
-    """Attempts priced at the fallback although their host is known, by alert code, unless already alerted."""
-    priced = [a for a in ledger.attempts
-              if a.price_source == "fallback" and a.instance_type and a.availability_zone]
-    return {FALLBACK_NO_HISTORY: priced} if priced and FALLBACK_NO_HISTORY not in ledger.fallback_alerts else {}
+def fallback_alert_due(ledger: CostLedger) -> list[AttemptCost]:
+    """Attempts priced at the fallback although their host is known, when the run has not yet been alerted
+    about them (`FALLBACK_NO_HISTORY`, once per run); else none."""
+    if FALLBACK_NO_HISTORY in ledger.fallback_alerts:
+        return []
+    return [a for a in ledger.attempts if a.price_source == "fallback" and a.instance_type and a.availability_zone]
 
 
 def storage_estimate(stored_bytes: int, objects: int, run_started: datetime, now: datetime,

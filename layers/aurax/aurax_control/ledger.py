@@ -70,8 +70,9 @@ def update_run(rt: Runtime, state: RunState, config: RunConfig, now: datetime) -
     ledger = build_ledger(rt, state, config, previous, jobs, hosts, now)
     verdict = cost.judge_budget(ledger, config.budget)
     ledger.alerted_fractions = [*ledger.alerted_fractions, *verdict.crossed_fractions]
-    fallbacks = cost.fallback_alerts_due(ledger)
-    ledger.fallback_alerts = [*ledger.fallback_alerts, *fallbacks]
+    fallback = cost.fallback_alert_due(ledger)
+    if fallback:
+        ledger.fallback_alerts = [*ledger.fallback_alerts, cost.FALLBACK_NO_HISTORY]
     # Store first (compare-and-swap): of two concurrent updates only one gets to send each alert.
     rt.store.put_doc(state.run_id, LEDGER, ledger, expected_version=version,
                      extra={"spend_usd": ledger.spend_usd, "projected_usd": ledger.projected_usd})
@@ -84,11 +85,11 @@ def update_run(rt: Runtime, state: RunState, config: RunConfig, now: datetime) -
                       "projected_usd": ledger.projected_usd, "usd_per_step": ledger.usd_per_step},
             action="Check the projection: if it exceeds the budget, cut training.total_epochs or stop the run "
                    "(`aurax stop`) before the guard does."))
-    for priced in fallbacks.values():
-        rt.notifier.alert(_fallback_alert(state, ledger, config, priced, now))
-    if verdict.crossed_fractions or fallbacks:
+    if fallback:
+        rt.notifier.alert(_fallback_alert(state, ledger, config, fallback, now))
+    if verdict.crossed_fractions or fallback:
         rt.store.update_state(state.run_id,
-                              add_fields={"alerts_sent": len(verdict.crossed_fractions) + len(fallbacks)})
+                              add_fields={"alerts_sent": len(verdict.crossed_fractions) + bool(fallback)})
     if verdict.stop_detail and state.abort_reason is None:
         active = [j["jobId"] for j in jobs if j.get("status") in ACTIVE_JOB_STATUSES]
         stop_run(rt.store, rt.notifier, rt.settings.root, state.run_id, AbortReason.OVER_BUDGET,
