@@ -118,16 +118,20 @@ def container_credentials(role_arn: str | None, label: str) -> dict[str, str]:
 _TEMPLATE_OWNERS: dict[str, str] = {}
 
 
-def name_template_roles(physical_ids: dict[str, str], translated: dict[str, Any]) -> None:
+def name_template_roles(physical_ids: dict[str, str], translated: dict[str, Any]) -> dict[str, str]:
     """Remember which template resource each deployed role's policies are written in: a SAM function's or
-    state machine's generated role `<Name>Role` is written as `<Name>`'s `Policies`."""
+    state machine's generated role `<Name>Role` is written as `<Name>`'s `Policies`. Returns role logical id ->
+    that resource's logical id."""
     resources = translated.get("Resources", {})
+    owners: dict[str, str] = {}
     for logical_id, resource in resources.items():
         if resource.get("Type") == "AWS::IAM::Role" and logical_id in physical_ids:
             owner = logical_id.removesuffix("Role")
             generated = owner != logical_id and resources.get(owner, {}).get("Type") in (
                 "AWS::Lambda::Function", "AWS::StepFunctions::StateMachine")
-            _TEMPLATE_OWNERS[physical_ids[logical_id]] = owner if generated else logical_id
+            owners[logical_id] = owner if generated else logical_id
+            _TEMPLATE_OWNERS[physical_ids[logical_id]] = owners[logical_id]
+    return owners
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -341,14 +341,9 @@ def deploy_roles(template_path: Path, names: Mapping[str, str], *, deployment_na
         cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(body), Capabilities=["CAPABILITY_IAM"],
                          Parameters=[{"ParameterKey": "DeploymentName", "ParameterValue": deployment_name}])
     physical = _described(cfn, stack_name, {}).resources
-    name_template_roles(physical, translated)
     iam = boto3.client("iam", region_name=REGION)
-    owners = {}
-    for logical_id in roles:
-        owner = logical_id.removesuffix("Role") if logical_id.removesuffix("Role") in translated["Resources"] \
-            else logical_id
-        owners[owner] = iam.get_role(RoleName=physical[logical_id])["Role"]["Arn"]
-    return owners
+    return {owner: iam.get_role(RoleName=physical[logical_id])["Role"]["Arn"]
+            for logical_id, owner in name_template_roles(physical, translated).items()}
 
 
 @contextmanager
