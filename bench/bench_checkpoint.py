@@ -101,7 +101,7 @@ def main() -> None:
     print(f"  save (serialise + fsync + sha256 + manifest):  {save_seconds:6.1f} s")
     print(f"  restore (sha256 verify {verify_seconds:.1f} s + load + apply): {restore_seconds:6.1f} s")
 
-    steps_per_epoch = args.clips // RunConfig.model_validate({"run_id": "bench"}).training.batch_size
+    steps_per_epoch = args.clips // config.training.batch_size
     interval_steps = math.ceil(10 * 60 / args.step_seconds)
     print(f"lost work per interruption (assumed {args.step_seconds:g} s/step, {steps_per_epoch} steps/epoch, "
           "10-minute interval):")

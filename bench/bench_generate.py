@@ -34,9 +34,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_checkpoint import musicgen_small_config  # noqa: E402
 
-from aurax import model as job_model  # noqa: E402
 from aurax.evaluate.generate import ClipGenerator, ClipSpec, SamplingSettings  # noqa: E402
-from aurax.model import codec_info, load_musicgen, load_tokenizer  # noqa: E402
+from aurax.model import byte_tokenizer, codec_info, load_musicgen, load_tokenizer  # noqa: E402
 from aurax_contracts import TINY_MODEL_ID  # noqa: E402
 from aurax_contracts.config import DEFAULT_PROMPTS, DEFAULT_TAG_PROMPTS  # noqa: E402
 
@@ -64,9 +63,7 @@ def build_model(cuda: bool, folder: Path) -> tuple[str, float]:
 
     model = MusicgenForConditionalGeneration(musicgen_small_config())
     model.save_pretrained(folder)
-    # The byte-level tokenizer of the tiny model (`byte_tokenizer`; `_byte_tokenizer` before the training work
-    # made it public): the real T5 tokenizer's files cannot be downloaded on the GPU machine.
-    byte_tokenizer = getattr(job_model, "byte_tokenizer", None) or job_model._byte_tokenizer
+    # The tiny model's byte-level tokenizer: the real T5 tokenizer's files cannot be downloaded on the GPU machine.
     byte_tokenizer().save_pretrained(folder)
     del model
     return str(folder), time.monotonic() - began

@@ -82,6 +82,12 @@ class Placement:
     """Whether the metadata service answered (it does on EC2, so spot notices can be polled)."""
 
 
+def spot_notice_source(imds: ImdsClient | None, placement: Placement) -> ImdsClient | None:
+    """The metadata client to poll for spot notices: none off EC2 (nothing answered, not under Batch). Under
+    Batch this is EC2 whatever the first answer was: keep polling, since a reclaim need not send a SIGTERM first."""
+    return imds if placement.reachable or "AWS_BATCH_JOB_ID" in os.environ else None
+
+
 def read_placement(imds: ImdsClient | None) -> Placement:
     """Instance type and AZ for heartbeats (the cost ledger prices them); empty off EC2."""
     if imds is None:

@@ -62,14 +62,12 @@ def run(args: argparse.Namespace) -> int:
     from ..dataset.builder import SHARD_CLIPS, PrepareOptions, prepare_dataset
     from ..dataset.download import DownloadError
     from ..dataset.stopping import Interrupted
-    from ..interrupts import ImdsClient, InterruptWatch, read_placement
+    from ..interrupts import ImdsClient, InterruptWatch, read_placement, spot_notice_source
 
     config = parse_run_config(storage.read_text(args.config), args.config)
     work_dir = args.work_dir or Path(os.environ.get(WORK_DIR_ENV) or Path(tempfile.gettempdir()) / "aurax-prepare")
     imds = ImdsClient.from_env()
-    # Off EC2 nothing sends spot notices; under Batch keep polling even if the first look failed.
-    on_batch = "AWS_BATCH_JOB_ID" in os.environ
-    watch = InterruptWatch(imds if read_placement(imds).reachable or on_batch else None, stop_request_uri=None)
+    watch = InterruptWatch(spot_notice_source(imds, read_placement(imds)), stop_request_uri=None)
     options = PrepareOptions(device=args.device, batch_size=args.batch_size,
                              shard_clips=args.shard_clips or SHARD_CLIPS, stop=lambda: watch.pending() is not None)
     watch.start()

@@ -35,8 +35,8 @@ from aurax_contracts import (
     RunConfig,
     parse_metric_line,
 )
-from aurax_contracts.evaluation import Arm, GenerationInfo
-from aurax_contracts.layout import CHECKPOINTS_DIR, METRICS_DIR, join
+from aurax_contracts.evaluation import Arm, GenerationInfo, GroupSummary
+from aurax_contracts.layout import CHECKPOINTS_DIR, METRICS_DIR, join, stop_request_uri
 from aurax_contracts.metrics import Heartbeat, Interruption, Progress, TrainStep, ValLoss, utc_now
 
 from .. import storage
@@ -44,7 +44,7 @@ from ..audio.config import AnalysisConfig
 from ..audio.detector import detect
 from ..audio.io import load_audio
 from ..dataset.shards import load_manifest
-from ..interrupts import Cause, ImdsClient, InterruptWatch, Placement, read_placement
+from ..interrupts import Cause, ImdsClient, InterruptWatch, Placement, read_placement, spot_notice_source
 from ..metrics_sink import MetricsSink
 from ..model import load_configured_musicgen, load_tokenizer
 from ..version import code_version
@@ -172,9 +172,7 @@ def _interrupt_watch(run_uri: str) -> Iterator[tuple[InterruptWatch, Placement]]
     """SIGTERM, spot notices and stop requests, watched from the job's start (model loading included)."""
     imds = ImdsClient.from_env()
     placement = read_placement(imds)  # instance type and AZ price the GPU time
-    # As in training: under Batch keep polling for spot notices even if the first metadata call failed.
-    watch = InterruptWatch(imds if placement.reachable or "AWS_BATCH_JOB_ID" in os.environ else None,
-                           join(run_uri, "control", "stop.json"))  # RunLayout.stop_request_uri
+    watch = InterruptWatch(spot_notice_source(imds, placement), stop_request_uri(run_uri))
     watch.start()
     try:
         yield watch, placement
@@ -271,11 +269,10 @@ def _write_figures(out_uri: str, clips: list[ClipScore], threshold: float, run_u
     return paths
 
 
-def _flags(clips: list[ClipScore]) -> list[str]:
+def _flags(overall: GroupSummary) -> list[str]:
     flags = []
-    for arm in ARMS:
-        bad = sum(1 for c in clips if c.arm == arm and not c.finite)
-        if bad:
+    for arm, summary in (("treatment", overall.treatment), ("control", overall.control)):
+        if bad := summary.non_finite:
             flags.append(f"non-finite audio: {bad} {arm} clip(s) had NaN/Inf logits or samples (scored 0, not "
                          "authentic); the comparison is suspect (try evaluation.precision fp32)")
     return flags
@@ -370,7 +367,7 @@ def _report(config: RunConfig, point: str, manifest: CheckpointManifest, manifes
         provenance=Provenance(checkpoint_uri=treatment_uri, checkpoint_sha256=manifest_sha256,
                               code_version=code_version(), dataset_manifest_sha256=dataset_sha256,
                               base_model=model_id, base_revision=config.model.resolved_revision()),
-        flags=_flags(clips), clips=clips, attempts=sorted({c.attempt for c in clips}), created_at=datetime.now(UTC))
+        flags=_flags(overall), clips=clips, attempts=sorted({c.attempt for c in clips}), created_at=datetime.now(UTC))
     images = _write_figures(out_uri, clips, evaluation.score_threshold, run_uri, analysis)
     storage.write_text(join(out_uri, report.html_report), render_report(report, images, config.decision),
                        "text/html; charset=utf-8")

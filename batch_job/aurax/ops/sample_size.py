@@ -19,16 +19,12 @@ from dataclasses import asdict, dataclass
 from functools import cache, lru_cache
 
 from aurax_contracts import RunConfig
-from aurax_control.stats import binomial_sf
+from aurax_control.stats import binomial_log_pmf, binomial_sf
 
 from . import figures as f
 
 #: The largest evaluation `clips_per_model` allows.
 MAX_CLIPS = 10_000
-
-
-def _log_pmf(i: int, n: int, log_p: float, log_q: float) -> float:
-    return math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
 
 
 @lru_cache(maxsize=65_536)
@@ -68,8 +64,8 @@ def mcnemar_power(n: int, treatment_rate: float, control_rate: float, alpha: flo
     # Only the discordant counts within 12 standard deviations of their mean weigh anything.
     spread = 12 * math.sqrt(n * discordant * (1 - discordant)) + 12
     first, last = max(1, math.floor(n * discordant - spread)), min(n, math.ceil(n * discordant + spread))
-    power = math.fsum(math.exp(_log_pmf(d, n, log_d, log_not_d)) * binomial_sf(critical_count(d, 0.5, alpha), d, share)
-                      for d in range(first, last + 1))
+    power = math.fsum(math.exp(binomial_log_pmf(d, n, log_d, log_not_d))
+                      * binomial_sf(critical_count(d, 0.5, alpha), d, share) for d in range(first, last + 1))
     return min(1.0, power)
 
 

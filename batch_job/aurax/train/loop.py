@@ -54,7 +54,16 @@ from aurax_contracts.metrics import (
 from .. import storage
 from ..dataset.shards import Clip, load_split
 from ..errors import InputError
-from ..interrupts import CAUSE_CODES, CODE_CAUSES, Cause, ImdsClient, InterruptWatch, Placement, read_placement
+from ..interrupts import (
+    CAUSE_CODES,
+    CODE_CAUSES,
+    Cause,
+    ImdsClient,
+    InterruptWatch,
+    Placement,
+    read_placement,
+    spot_notice_source,
+)
 from ..metrics_sink import MetricsSink
 from ..model import (
     attention_of,
@@ -271,14 +280,10 @@ class Trainer:
             log.warning("learning-rate schedule changed: %s", schedule_change)
             self.emit(JobWarning, code="schedule-changed", step=self.position.step, epoch=self.position.epoch,
                       message=schedule_change[:2000])
-        # Off EC2 (no metadata service answered) there is no spot notice to poll for. Under Batch this is EC2
-        # whatever the first answer was: keep polling, since a reclaim need not send a SIGTERM first.
-        on_batch = "AWS_BATCH_JOB_ID" in os.environ
-        if on_batch and imds is not None and not placement.reachable:
+        if "AWS_BATCH_JOB_ID" in os.environ and imds is not None and not placement.reachable:
             log.warning("instance metadata did not answer at %s: spot notices are seen only once it does; in a "
                         "container IMDSv2 needs the launch template's HttpPutResponseHopLimit >= 2", imds.endpoint)
-        watch = InterruptWatch(imds if placement.reachable or on_batch else None,
-                               opts.stop_request_uri if ctx.is_main else None)
+        watch = InterruptWatch(spot_notice_source(imds, placement), opts.stop_request_uri if ctx.is_main else None)
         watch.start()
         deterministic = torch.are_deterministic_algorithms_enabled()
         if ctx.device.type == "cpu":  # exact resume is proven on the CPU; CUDA kernels are left fast

@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from aurax_contracts.layout import CHECKPOINTS_DIR, METRICS_DIR, join
+from aurax_contracts.layout import CHECKPOINTS_DIR, METRICS_DIR, join, stop_request_uri
 
 
 @dataclass(frozen=True)
@@ -24,8 +24,7 @@ class TrainOptions:
 
     @property
     def stop_request_uri(self) -> str:
-        """`RunLayout.stop_request_uri` for this run URI."""
-        return join(self.run_uri, "control", "stop.json")
+        return stop_request_uri(self.run_uri)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainOptions:

@@ -72,6 +72,12 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts if p)])
 
 
+def stop_request_uri(run_uri: str) -> str:
+    """Written by the control plane to ask a running job to checkpoint and stop (`StopRequest`); the jobs know
+    their run by its URI, the control plane by bucket and run id (`RunLayout`)."""
+    return join(run_uri, "control", "stop.json")
+
+
 @dataclass(frozen=True)
 class RunLayout:
     """Every path of one run under `root` (the bucket URI, e.g. `s3://aurax-data-123`)."""
@@ -103,8 +109,7 @@ class RunLayout:
 
     @property
     def stop_request_uri(self) -> str:
-        """Written by the control plane to ask a running job to checkpoint and stop (`StopRequest`)."""
-        return join(self.run_uri, "control", "stop.json")
+        return stop_request_uri(self.run_uri)
 
     @property
     def reports_uri(self) -> str:

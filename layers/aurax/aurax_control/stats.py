@@ -33,6 +33,11 @@ def _check_counts(k: int, n: int) -> None:
         raise ValueError(f"need 0 <= successes <= trials, got {k} of {n}")
 
 
+def binomial_log_pmf(i: int, n: int, log_p: float, log_q: float) -> float:
+    """log P(X = i) for X ~ Binomial(n, p), given log p and log(1 - p) (computed once by the caller)."""
+    return math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
+
+
 def binomial_sf(k: int, n: int, p: float) -> float:
     """P(X >= k) for X ~ Binomial(n, p); 1 for k <= 0 and 0 for k > n.
 
@@ -52,12 +57,11 @@ def binomial_sf(k: int, n: int, p: float) -> float:
     if p == 1.0:
         return 1.0
     log_p, log_q = math.log(p), math.log1p(-p)
-    log_n_factorial = math.lgamma(n + 1)
     mode = math.floor((n + 1) * p)
     terms: list[float] = []
     running = 0.0
     for i in range(k, n + 1):
-        term = math.exp(log_n_factorial - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q)
+        term = math.exp(binomial_log_pmf(i, n, log_p, log_q))
         terms.append(term)
         running += term
         # Past the mode the terms only shrink (geometrically): stop once they no longer change the sum.
