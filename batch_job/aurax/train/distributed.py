@@ -138,12 +138,10 @@ def launch_workers(argv: Sequence[str], workers: int) -> int:
                 proc.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-    if sigterm_held():  # a SIGTERM held while torch imported: no worker would ever see it
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        log.warning("SIGTERM received before the workers started: exiting 75 (nothing trained, nothing lost)")
-        return int(JobExit.INTERRUPTED)
     try:
+        if sigterm_held():  # a SIGTERM held while torch imported: no worker would ever see it
+            log.warning("SIGTERM received before the workers started: exiting 75 (nothing trained, nothing lost)")
+            return int(JobExit.INTERRUPTED)
         for rank in range(workers):
             env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(workers),
                    "LOCAL_WORLD_SIZE": str(workers), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}

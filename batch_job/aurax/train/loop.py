@@ -30,7 +30,7 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -511,8 +511,7 @@ class Trainer:
             if baseline is not None:
                 if divergence := loss_divergence(baseline):
                     return diverged(divergence, 0)
-                self.record = RunRecord(schedule=schedule, plan=plan, baseline_val_loss=baseline,
-                                        model_revision=self.record.model_revision)
+                self.record = replace(self.record, baseline_val_loss=baseline)
                 self.emit(ValLoss, step=0, epoch=0, val_loss=baseline, baseline=True)
                 log.info("baseline validation loss (untouched model) %.6f", baseline)
             if (cause := agree()[0]) is not None:
