@@ -38,6 +38,8 @@ from transformers import (
     PreTrainedTokenizerBase,
     StoppingCriteria,
     StoppingCriteriaList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
 )
 
 from aurax_contracts.config import EvaluationConfig
@@ -114,6 +116,10 @@ class PerClipSampler(LogitsProcessor):
         self.settings = settings
         self.codes: list[torch.Tensor] = []
         self.non_finite = torch.zeros(len(seeds), dtype=torch.bool, device=device)
+        # transformers' own warpers, in generate()'s order: temperature, then top-k (ties at the k-th kept)
+        self.warpers: list[LogitsProcessor] = [TemperatureLogitsWarper(settings.temperature)]
+        if settings.top_k > 0:
+            self.warpers.append(TopKLogitsWarper(settings.top_k))
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         rows = len(self.generators) * self.num_codebooks
@@ -126,11 +132,9 @@ class PerClipSampler(LogitsProcessor):
             guided = unconditional + (conditional - unconditional) * self.settings.guidance_scale
         bad = torch.isnan(guided) | torch.isposinf(guided)
         self.non_finite |= bad.view(len(self.generators), -1).any(dim=1)
-        guided = guided.masked_fill(bad, -math.inf) / self.settings.temperature
-        top_k = self.settings.top_k
-        if 0 < top_k < guided.shape[1]:
-            kth = torch.topk(guided, top_k, dim=-1).values[:, -1:]
-            guided = guided.masked_fill(guided < kth, -math.inf)  # ties at the k-th kept, as TopKLogitsWarper
+        guided = guided.masked_fill(bad, -math.inf)
+        for warper in self.warpers:
+            guided = warper(input_ids, guided)
         uniform = torch.empty_like(guided)
         for i, generator in enumerate(self.generators):
             uniform[i * self.num_codebooks:(i + 1) * self.num_codebooks].uniform_(generator=generator)
