@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 import numpy as np
 import torch
 from pydantic import ValidationError
-from transformers import MusicgenForConditionalGeneration
+from transformers import MusicgenForConditionalGeneration, PreTrainedTokenizerBase
 
 from aurax_contracts import (
     CheckpointManifest,
@@ -209,21 +209,16 @@ class _Writers:
         self.pool.shutdown(wait=True)
 
 
-def _generate_arm(arm: Arm, model: MusicgenForConditionalGeneration, pending: list[ClipSpec], config: RunConfig,
-                  keys: dict[int, str], writers: _Writers, watch: InterruptWatch, device: torch.device
-                  ) -> GenerationInfo:
-    evaluation = config.evaluation
-    generator = ClipGenerator(model, load_tokenizer(config.model.model_id, config.model.resolved_revision()),
-                              SamplingSettings.from_config(evaluation),
-                              device, evaluation.precision, evaluation.max_batch_size)
+def _generate_arm(arm: Arm, generator: ClipGenerator, pending: list[ClipSpec], keys: dict[int, str],
+                  writers: _Writers, watch: InterruptWatch, device: torch.device) -> GenerationInfo:
     log.info("%s: %d clip(s) to generate on %s in %s, %d per batch", arm, len(pending), device,
              generator.precision, generator.batch_size)
     began = time.monotonic()
     for clips in generator.batches(pending, lambda: watch.pending() is not None):
         writers.submit(arm, clips, keys)
     return GenerationInfo(device=_device_name(device), precision=generator.precision,  # type: ignore[arg-type]
-                          batch_size=generator.batch_size, top_k=evaluation.top_k,
-                          temperature=evaluation.temperature, seconds=time.monotonic() - began)
+                          batch_size=generator.batch_size, top_k=generator.settings.top_k,
+                          temperature=generator.settings.temperature, seconds=time.monotonic() - began)
 
 
 def _device_name(device: torch.device) -> str:
@@ -320,6 +315,7 @@ def run_evaluation(config: RunConfig, *, run_uri: str, dataset_uri: str, point: 
         model: MusicgenForConditionalGeneration | None = treatment_model
         del treatment_model
         writers = _Writers(store, config, analysis, attempt)
+        tokenizer: PreTrainedTokenizerBase | None = None
         with _Heartbeats(run_uri, config.run_id, manifest, attempt, placement, watch,
                          lambda: len(writers.written)) as heartbeats:
             try:
@@ -328,7 +324,13 @@ def run_evaluation(config: RunConfig, *, run_uri: str, dataset_uri: str, point: 
                     if pending and watch.pending() is None:
                         if model is None:
                             model = load_configured_musicgen(config.model)
-                        info = _generate_arm(arm, model, pending, config, keys[arm], writers, watch, device)
+                        tokenizer = tokenizer or load_tokenizer(config.model.model_id,
+                                                                config.model.resolved_revision())
+                        # the precision the clip keys name, so that keys and clips cannot disagree
+                        generator = ClipGenerator(model, tokenizer, settings, device, precision,
+                                                  evaluation.max_batch_size)
+                        info = _generate_arm(arm, generator, pending, keys[arm], writers, watch, device)
+                        del generator
                         generation = info if generation is None else \
                             info.model_copy(update={"seconds": generation.seconds + info.seconds})
                     model = None  # one model in memory at a time
