@@ -86,7 +86,7 @@ def test_the_configured_base_model_loads_as_the_evaluations_control_arm(tmp_path
 
     def capture(model, *args, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(model.decoder.config._attn_implementation)
-        return []
+        return [], "{}"
 
     monkeypatch.setattr("aurax.evaluate.folder.generate_to_folder", capture)
     assert main(["generate", "--config", str(config), "--prompt", "x", "--out", str(tmp_path / "out")]) == 0

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import storage
     from ..audio.config import AnalysisConfig
-    from ..evaluate.folder import INDEX_NAME, generate_to_folder
+    from ..evaluate.folder import generate_to_folder
     from ..evaluate.generate import SamplingSettings
     from ..model import load_configured_musicgen, load_musicgen, load_tokenizer
 
@@ -130,12 +130,12 @@ def run(args: argparse.Namespace) -> int:
         tokenizer = load_tokenizer(model_id, revision)
     except OSError as exc:
         raise _unloadable(model_id, exc) from exc
-    written = generate_to_folder(
+    written, index = generate_to_folder(
         model, tokenizer, prompts, seeds, SamplingSettings.from_config(evaluation), args.out,
         model_name=name, device=device, precision=evaluation.precision, max_batch_size=evaluation.max_batch_size,
         threshold=evaluation.score_threshold)
     if args.json:
-        print(storage.read_text(f"{args.out.rstrip('/')}/{INDEX_NAME}"))
+        print(index)
     else:
         for clip in written:
             shown = f"score {clip.score:.1f}" if clip.score is not None else "NaN/Inf generation"

@@ -48,9 +48,10 @@ def folder_specs(prompts: Sequence[str], seeds: Sequence[int]) -> list[ClipSpec]
 def generate_to_folder(model: MusicgenForConditionalGeneration, tokenizer: PreTrainedTokenizerBase,
                        prompts: Sequence[str], seeds: Sequence[int], settings: SamplingSettings, out_uri: str,
                        *, model_name: str, device: torch.device, precision: str = "auto", max_batch_size: int = 64,
-                       analysis: AnalysisConfig | None = None, threshold: float = 80.0) -> list[WrittenClip]:
+                       analysis: AnalysisConfig | None = None, threshold: float = 80.0
+                       ) -> tuple[list[WrittenClip], str]:
     """Generate every prompt x seed, write `{k:04d}-seed{seed}.wav` and `clips.json` (the settings and each
-    clip's prompt, seed and score) under `out_uri`."""
+    clip's prompt, seed and score) under `out_uri`. Returns the clips and the text of `clips.json`."""
     analysis = analysis or AnalysisConfig()
     generator = ClipGenerator(model, tokenizer, settings, device, precision, max_batch_size)
     written = []
@@ -67,5 +68,6 @@ def generate_to_folder(model: MusicgenForConditionalGeneration, tokenizer: PreTr
     index = {"model": model_name, "settings": asdict(settings), "precision": generator.precision,
              "batch_size": generator.batch_size, "score_threshold": threshold,
              "clips": [asdict(c) for c in written]}
-    storage.write_text(join(out_uri, INDEX_NAME), json.dumps(index, indent=2), "application/json")
-    return written
+    text = json.dumps(index, indent=2)
+    storage.write_text(join(out_uri, INDEX_NAME), text, "application/json")
+    return written, text
