@@ -21,7 +21,7 @@ from transformers import (
 )
 
 from aurax_contracts import TINY_MODEL_ID
-from aurax_contracts.config import ModelConfig
+from aurax_contracts.config import ModelConfig, default_revision
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,9 @@ def load_musicgen(model_id: str, attention: str = "auto", seed: int = 0, *, revi
     """The pretrained model (or the tiny random one for `TINY_MODEL_ID`), in eval mode, on the CPU, with fp32
     weights. `attention` (`auto`/`sdpa`/`eager`) applies to the decoder and the text encoder; EnCodec always runs
     eager (it has no SDPA implementation, so asking the whole model for SDPA fails). `revision` pins the hub
-    commit (None: the pinned one for musicgen-small, `ModelConfig.resolved_revision`, so that every job loads the
+    commit (None: the pinned one for musicgen-small, `default_revision`, so that every job loads the
     weights the image bakes); `decoder_dropout` overrides the checkpoint config's decoder dropout (None keeps it)."""
-    revision = revision if revision is not None else ModelConfig(model_id=model_id).resolved_revision()
+    revision = revision if revision is not None else default_revision(model_id)
     if model_id == TINY_MODEL_ID:
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(seed)  # the tiny "pretrained" weights are a pure function of the seed
@@ -159,7 +159,7 @@ def load_tokenizer(model_id: str, revision: str | None = None) -> PreTrainedToke
         return byte_tokenizer()
     from transformers import AutoTokenizer
 
-    revision = revision if revision is not None else ModelConfig(model_id=model_id).resolved_revision()
+    revision = revision if revision is not None else default_revision(model_id)
     return AutoTokenizer.from_pretrained(model_id, revision=revision)
 
 

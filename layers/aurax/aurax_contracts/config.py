@@ -140,6 +140,16 @@ class DatasetSelection(Contract):
         return self
 
 
+def _not_on_the_hub(model_id: str) -> bool:
+    return model_id == TINY_MODEL_ID or model_id.startswith(("/", ".", "~")) or Path(model_id).is_dir()
+
+
+def default_revision(model_id: str) -> str | None:
+    """The hub revision a model id loads when none is configured: the pinned one for musicgen-small, None (main)
+    for other hub ids and for local folders and the tiny test model."""
+    return MUSICGEN_SMALL_REVISION if model_id == MUSICGEN_SMALL and not _not_on_the_hub(model_id) else None
+
+
 class ModelConfig(Contract):
     """The pretrained model, how much of it trains, and how it computes."""
 
@@ -169,11 +179,9 @@ class ModelConfig(Contract):
     def resolved_revision(self) -> str | None:
         """The hub revision to load: the pinned one for musicgen-small; None (main) for other hub ids; None for
         local folders and the tiny test model, where revisions do not apply."""
-        if self.model_id == TINY_MODEL_ID or self.model_id.startswith(("/", ".", "~")) or Path(self.model_id).is_dir():
+        if _not_on_the_hub(self.model_id):
             return None
-        if self.revision is not None:
-            return self.revision
-        return MUSICGEN_SMALL_REVISION if self.model_id == MUSICGEN_SMALL else None
+        return self.revision if self.revision is not None else default_revision(self.model_id)
 
 
 #: Old training fields and what to write instead (a config written for an earlier version gets this error).
